@@ -1,0 +1,1 @@
+"""HeTu: the app author API."""
