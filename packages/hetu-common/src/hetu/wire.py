@@ -71,3 +71,62 @@ call_encoder = msgspec.msgpack.Encoder()
 call_decoder = msgspec.msgpack.Decoder(CallMsg)
 gateway_msg_decoder = msgspec.msgpack.Decoder(GatewayMsg)
 change_event_decoder = msgspec.msgpack.Decoder(ChangeEvent)
+
+
+class ComponentInfo(msgspec.Struct, omit_defaults=True):
+    """A component table as gateways see it (``Registry.components``)."""
+
+    name: str
+    namespace: str
+    schema: str
+    hash: str
+    permission: str
+    cluster: int
+    indexes: dict[str, bool]
+    rls_compare: tuple[str, str, str] | None = None
+    volatile: bool = False
+
+
+class SystemInfo(msgspec.Struct, omit_defaults=True):
+    """A System or endpoint clients may call (``Registry.systems``).
+
+    ``permission`` is a ``Permission`` name, or ``None`` for ``on_disconnect``
+    when clients may not call it; ``max_args`` is ``None`` for ``*args``;
+    ``rate_limits`` lists ``(times, per_s)`` pairs per connection.
+    """
+
+    name: str
+    cluster: int
+    permission: str | None
+    min_args: int
+    max_args: int | None
+    rate_limits: list[tuple[int, float]] = []
+    guards: int = 0
+    endpoint: bool = False
+
+
+class ClusterInfo(msgspec.Struct):
+    """One SystemCluster: id, hash tag, component and System names."""
+
+    id: int
+    tag: str
+    components: list[str]
+    systems: list[str]
+
+
+class Registry(msgspec.Struct, omit_defaults=True):
+    """What logic workers publish at ``hetu:<inst>:registry`` for gateways.
+
+    ``version`` grows by one whenever the content changes; the new number is
+    published on ``registry:changed``.
+    """
+
+    namespace: str
+    components: dict[str, ComponentInfo]
+    systems: dict[str, SystemInfo]
+    clusters: list[ClusterInfo]
+    version: int = 0
+
+
+registry_encoder = msgspec.msgpack.Encoder()
+registry_decoder = msgspec.msgpack.Decoder(Registry)
