@@ -402,16 +402,31 @@ def _check_permission(
             f"component {name}: rls_compare must be (op, row_field, ctx_attr) strings"
         )
     op, row_field, ctx_attr = rls_compare
-    if op.startswith("_") or not callable(getattr(operator, op, None)):
+    if op.startswith("_") or not _is_binary_function(getattr(operator, op, None)):
         raise ConfigError(
-            f"component {name}: rls_compare op {op!r} is not a function of the "
-            f"operator module (e.g. 'eq', 'lt', 'contains')"
+            f"component {name}: rls_compare op {op!r} is not a function of two "
+            f"arguments in the operator module (e.g. 'eq', 'lt', 'contains')"
         )
     if row_field != "id" and row_field not in properties:
         raise ConfigError(
             f"component {name}: rls_compare row field {row_field!r} is not a field"
         )
     return (op, row_field, ctx_attr)
+
+
+def _is_binary_function(fn: Any) -> bool:
+    """True for ``operator`` functions called as ``op(row_value, ctx_value)``."""
+    if not callable(fn) or inspect.isclass(fn):
+        return False
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
+    return [p.kind in positional for p in params] == [True, True]
 
 
 def _check_namespace(namespace: Any) -> None:

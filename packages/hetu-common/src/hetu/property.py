@@ -151,9 +151,15 @@ def property_field(
 def resolve_property(
     spec: FieldSpec, hint: Any, globalns: dict[str, Any], where: str
 ) -> Property:
-    dt, is_bool = _resolve_dtype(
-        spec.dtype if spec.dtype != "" else hint, globalns, where
-    )
+    """Resolve ``spec`` with its type ``hint`` (string hints are evaluated in
+    ``globalns``) into a checked ``Property``; ``where`` prefixes error messages.
+
+    Raises:
+        ConfigError: on a bad dtype or a default that does not fit it.
+    """
+    # dtype="" (or None) means "from the type hint".
+    from_hint = spec.dtype is None or (isinstance(spec.dtype, str) and not spec.dtype)
+    dt, is_bool = _resolve_dtype(hint if from_hint else spec.dtype, globalns, where)
     default = _check_default(spec.default, dt, is_bool, where)
     unique = bool(spec.unique)
     index = unique or bool(spec.index)
@@ -214,7 +220,9 @@ def _check_default(default: Any, dt: np.dtype[Any], is_bool: bool, where: str) -
             raise ConfigError(f"{bad} (bool: True or False)")
         return bool(default)
     if dt.kind in "iu":
-        if not numeric or not math.isfinite(default) or default != int(default):
+        if isinstance(default, float | np.floating) and float(default).is_integer():
+            default = int(default)
+        if not isinstance(default, int | np.integer | np.bool_):
             raise ConfigError(f"{bad} (not an integer)")
         info = np.iinfo(dt)
         if not info.min <= int(default) <= info.max:
@@ -238,4 +246,5 @@ def _check_default(default: Any, dt: np.dtype[Any], is_bool: bool, where: str) -
 
 
 def is_keyword(name: str) -> bool:
+    """True if ``name`` is a Python or C# keyword (the C# SDK must compile)."""
     return keyword.iskeyword(name) or name in CSHARP_KEYWORDS
