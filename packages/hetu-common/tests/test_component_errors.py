@@ -147,11 +147,18 @@ def test_hint_without_property_field() -> None:
 
 @pytest.mark.parametrize("value", [5, "x", None])
 def test_plain_class_attribute(value: Any) -> None:
-    body: dict[str, Any] = {"ok": field(int, 0)}
+    body = {"__annotations__": {"ok": int}, "ok": hetu.property_field(0), "bad": value}
+    cls = type("TcPlain", (BaseComponent,), body)
     with pytest.raises(ConfigError, match=r"TcPlain.*'bad'.*property_field"):
-        cls = type("TcPlain", (BaseComponent,), {"__annotations__": {}, "bad": value})
-        cls.__annotations__["ok"], cls.ok = body["ok"]  # type: ignore[attr-defined]
         hetu.define_component(namespace="TcErr")(cls)
+
+
+def test_undefined_component_cannot_make_rows() -> None:
+    cls = type("TcUndefined", (BaseComponent,), {})
+    with pytest.raises(ConfigError, match="TcUndefined is not decorated"):
+        cls.new_row(id_=1)
+    with pytest.raises(ConfigError, match="TcUndefined is not decorated"):
+        cls.duplicate("TcErr", "x")
 
 
 def test_plain_class_attribute_with_hint() -> None:
