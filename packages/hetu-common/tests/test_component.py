@@ -234,3 +234,18 @@ def test_redefine_needs_force_and_namespaces_are_distinct() -> None:
     assert ComponentDefines.get("TcRedefA", "TcSame") is forced
     # Decorating the same class again is not a redefinition.
     assert hetu.define_component(namespace="TcRedefA")(forced) is forced
+
+
+def test_clear_forgets_components_and_copies_register_again() -> None:
+    saved = dict(ComponentDefines._by_key)  # pyright: ignore[reportPrivateUsage]
+    try:
+        comp = make("TcClear", "TcClear", a=(int, hetu.property_field(0)))
+        copy = comp.duplicate("TcClear", "t")
+        ComponentDefines.clear()
+        assert ComponentDefines.components() == []
+        assert comp.duplicate("TcClear", "t") is copy
+        assert ComponentDefines.components() == [copy]
+    finally:
+        ComponentDefines.clear()
+        for c in saved.values():
+            ComponentDefines.add(c)

@@ -127,9 +127,17 @@ class BaseComponent:
         复制一个名为 ``"<name>:<tag>"`` 的组件（独立存储），重复调用返回同一个类。
         """
         cls._require_defined()
-        key = (namespace, tag)
-        if key in cls._duplicates_:
-            return cls._duplicates_[key]
+        dup = cls._duplicates_.get((namespace, tag))
+        if dup is None:
+            dup = cls._make_copy(namespace, tag)
+            cls._duplicates_[(namespace, tag)] = dup
+        if ComponentDefines.get(namespace, dup.name_) is not dup:
+            # Registered again after ComponentDefines.clear().
+            ComponentDefines.add(dup, force=True)
+        return dup
+
+    @classmethod
+    def _make_copy(cls, namespace: str, tag: str) -> type[BaseComponent]:
         if not tag or ":" in tag:
             raise ConfigError(f"component {cls.name_}: bad duplicate tag {tag!r}")
         if ":" in cls.name_:
@@ -148,8 +156,6 @@ class BaseComponent:
             backend=cls.backend_,
             properties=cls.properties_,
         )
-        ComponentDefines.add(dup, force=True)
-        cls._duplicates_[key] = dup
         return dup
 
     @classmethod
