@@ -129,8 +129,6 @@ def test_new_row_and_new_rows() -> None:
 
 
 def test_new_rows_fresh_ids() -> None:
-    pytest.importorskip("hetu.snowflake")
-
     @hetu.define_component(namespace="TcRows")
     class TcRows(BaseComponent):
         v: np.uint16 = hetu.property_field(7)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib
 import inspect
 import json
 import math
@@ -450,6 +449,7 @@ def _json_value(value: Any) -> Any:
 
 
 def _new_id() -> int:
-    # Imported lazily: the Snowflake generator leases a worker id at first use.
-    snowflake = importlib.import_module("hetu.snowflake")
+    # Imported lazily so defining components does not set up the id generator.
+    from hetu import snowflake
+
     return snowflake.new_id()
