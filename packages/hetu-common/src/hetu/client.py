@@ -1,0 +1,298 @@
+"""The Python client: calls over the encrypted WebSocket protocol.
+
+Python 客户端：通过加密 WebSocket 协议调用 System。
+
+```python
+async with hetu.client.connect("ws://127.0.0.1:2466/hetu/default") as c:
+    data = await c.call("user_chat", "hi")
+```
+
+Subscriptions plug in through :meth:`Client.request` (send a request, get its
+reply), :meth:`Client.on_push` (a handler per subscription id) and
+:attr:`Client.reconnect_hooks` (run after a reconnect, before queued requests
+are resent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from hetu.errors import HeTuError, ProtocolError
+from hetu.pipeline import ClientHandshake, Pipeline
+from hetu.protocol import (
+    Call,
+    ClientMsg,
+    Err,
+    Ok,
+    Push,
+    Subscribed,
+    encoder,
+    server_msg_decoder,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Close codes after which a reconnecting client gives up (docs/protocol.md).
+FINAL_CLOSE_CODES = frozenset({1000, 4000, 4001, 4003})
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+class CallError(HeTuError):
+    """A request failed: ``code`` is one of ``hetu.protocol.ERROR_CODES``.
+
+    Raised by :meth:`Client.call`. The connection stays usable. ``timeout`` means
+    the outcome is unknown; other codes are final for that call.
+
+    请求失败；``code`` 为错误码。连接仍可使用。``timeout`` 表示结果未知。
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+
+
+class ClosedError(HeTuError):
+    """The connection is closed (``code``/``reason`` of the close, e.g. 4003
+    ``kicked``) and will not reconnect. Not retryable on this client.
+
+    连接已关闭且不会重连（如被踢下线）。
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"connection closed ({code}): {reason or 'no reason'}")
+        self.code = code
+        self.reason = reason
+
+
+ReplyMsg = Ok | Subscribed
+
+
+class Client:
+    """One logical connection to a HeTu deployment (use :func:`connect`).
+
+    一个到 HeTu 部署的逻辑连接（用 :func:`connect` 创建）。
+    """
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        compression: str = "zstd",
+        encrypt: bool = True,
+        auth_key: bytes = b"",
+        reconnect: bool = False,
+    ) -> None:
+        self.urls = list(urls)
+        self.compression = compression
+        self.encrypt = encrypt
+        self.reconnect = reconnect
+        self._auth_key = auth_key
+        #: Session token from the handshake; presented again on reconnect.
+        self.token = ""
+        self.conn_id = 0
+        self._url_index = 0
+        self._ids = itertools.count(1)
+        self._ws: ClientConnection | None = None
+        self._pipeline: Pipeline | None = None
+        self._pending: dict[int, tuple[ClientMsg, asyncio.Future[ReplyMsg]]] = {}
+        self._push: dict[int, Callable[[Push], None]] = {}
+        #: Awaited after each reconnect, before unanswered requests are resent.
+        self.reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._reader: asyncio.Task[None] | None = None
+        self._closed: ClosedError | None = None
+        self._online = asyncio.Event()
+
+    # --- public API ----------------------------------------------------------
+
+    async def call(self, name: str, *args: Any, timeout_s: float = 30.0) -> Any:
+        """Call System or endpoint ``name``; return its data or ``"ok"``.
+
+        Raises:
+            CallError: the call failed (the connection stays usable).
+            ClosedError: the connection is closed for good.
+        """
+        reply = await self.request(lambda rid: Call(rid, name, list(args)), timeout_s)
+        assert isinstance(reply, Ok)
+        return reply.data
+
+    async def request(
+        self, make: Callable[[int], ClientMsg], timeout_s: float = 30.0
+    ) -> ReplyMsg:
+        """Send the request ``make(request_id)`` and return its reply.
+
+        With ``reconnect=True`` an unanswered request is resent with the same id
+        on the new connection, so the server answers a repeated call from its
+        first execution.
+
+        Raises:
+            CallError: an error reply, or ``timeout`` when none came in time.
+            ClosedError: the connection is closed for good.
+        """
+        if self._closed is not None:
+            raise self._closed
+        req_id = next(self._ids)
+        msg = make(req_id)
+        fut: asyncio.Future[ReplyMsg] = asyncio.get_running_loop().create_future()
+        self._pending[req_id] = (msg, fut)
+        if self._online.is_set():
+            await self._send(msg)
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise CallError("timeout", f"no reply within {timeout_s:g} s") from None
+        finally:
+            self._pending.pop(req_id, None)
+
+    def on_push(self, sub: int, handler: Callable[[Push], None] | None) -> None:
+        """Route pushes of subscription ``sub`` to ``handler`` (None: stop)."""
+        if handler is None:
+            self._push.pop(sub, None)
+        else:
+            self._push[sub] = handler
+
+    async def close(self) -> None:
+        """Close the connection (code 1000); pending requests get ClosedError."""
+        self.reconnect = False
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._fail_pending(ClosedError(1000, "closed by client"))
+
+    @property
+    def closed(self) -> ClosedError | None:
+        """Why the connection ended for good, or None while it is usable."""
+        return self._closed
+
+    # --- internals -----------------------------------------------------------
+
+    async def _send(self, msg: ClientMsg) -> None:
+        assert self._ws is not None and self._pipeline is not None
+        frame = self._pipeline.encode(encoder.encode(msg))
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(frame)
+
+    async def open(self) -> None:
+        """Connect to the next URL and do the handshake.
+
+        Raises:
+            ProtocolError: the server refused the handshake.
+            OSError, InvalidHandshake: no gateway reachable.
+        """
+        url = self.urls[self._url_index % len(self.urls)]
+        hs = ClientHandshake(self.compression, self.encrypt, self._auth_key, self.token)
+        ws = await ws_connect(
+            url, max_size=MAX_MESSAGE_BYTES, compression=None, open_timeout=10
+        )
+        try:
+            await ws.send(hs.hello_frame())
+            welcome_frame = await ws.recv()
+        except ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            reason = rcvd.reason if rcvd else "closed during handshake"
+            raise ProtocolError(f"handshake refused: {reason}") from None
+        if isinstance(welcome_frame, str):
+            await ws.close()
+            raise ProtocolError("bad welcome")
+        welcome, self._pipeline = hs.finish(welcome_frame, MAX_MESSAGE_BYTES)
+        self.token = welcome.token
+        self.conn_id = welcome.conn
+        self._ws = ws
+        self._reader = asyncio.get_running_loop().create_task(self._read(ws))
+        self._online.set()
+
+    async def _read(self, ws: ClientConnection) -> None:
+        pipeline = self._pipeline
+        assert pipeline is not None
+        try:
+            async for frame in ws:
+                assert isinstance(frame, bytes)
+                self._dispatch(server_msg_decoder.decode(pipeline.decode(frame)))
+        except ConnectionClosed:
+            pass
+        except (ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            logger.error("bad frame from server: %s", exc)
+            await ws.close(4002, "bad frame")
+        self._online.clear()
+        code, reason = ws.close_code or 1006, ws.close_reason or ""
+        if self.reconnect and code not in FINAL_CLOSE_CODES:
+            self._reader = asyncio.get_running_loop().create_task(self._reconnect())
+            return
+        self._fail_pending(ClosedError(code, reason))
+
+    def _dispatch(self, msg: Any) -> None:
+        if type(msg) is Push:
+            handler = self._push.get(msg.sub)
+            if handler is not None:
+                handler(msg)
+            return
+        entry = self._pending.get(msg.id)
+        if entry is None or entry[1].done():
+            return
+        if type(msg) is Err:
+            entry[1].set_exception(CallError(msg.code, msg.message))
+        else:
+            entry[1].set_result(msg)
+
+    def _fail_pending(self, exc: ClosedError) -> None:
+        self._closed = exc
+        for _, fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _reconnect(self) -> None:
+        delay_s = 0.05
+        while self.reconnect:
+            self._url_index += 1
+            try:
+                await self.open()
+                break
+            except (OSError, InvalidHandshake, ProtocolError, TimeoutError) as exc:
+                logger.info("reconnect failed: %s", exc)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 2.0)
+        if not self.reconnect:
+            self._fail_pending(ClosedError(1000, "closed by client"))
+            return
+        for hook in self.reconnect_hooks:
+            await hook()
+        for msg, fut in list(self._pending.values()):
+            if not fut.done():
+                await self._send(msg)
+
+
+@contextlib.asynccontextmanager
+async def connect(
+    url: str | Sequence[str],
+    compression: str = "zstd",
+    encrypt: bool = True,
+    auth_key: str | bytes | None = None,
+    reconnect: bool = False,
+) -> AsyncIterator[Client]:
+    """Open a client to ``ws://host:port/hetu/<instance>`` (or the first of a list).
+
+    打开到网关的客户端连接；``reconnect=True`` 时断线自动重连并重发未答复的请求。
+
+    Raises:
+        ProtocolError: the gateway refused the handshake (e.g. wrong auth key).
+        OSError: no gateway reachable.
+    """
+    urls = [url] if isinstance(url, str) else list(url)
+    key = auth_key.encode() if isinstance(auth_key, str) else (auth_key or b"")
+    client = Client(urls, compression, encrypt, key, reconnect)
+    await client.open()
+    try:
+        yield client
+    finally:
+        await client.close()

@@ -1,0 +1,235 @@
+"""Check, forward and answer client calls for one instance.
+
+为一个实例检查、转发并回复客户端调用。
+
+A connection has at most one call in flight: the next queued call is forwarded
+only after the reply (or the timeout) of the previous one, so calls of one
+connection never run concurrently. XADDs of all connections go out in one write
+per loop iteration (see :mod:`hetu_gateway.resp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from hetu.keys import Keys
+from hetu.protocol import Call, Ok
+from hetu.wire import CallMsg, ReplyMsg, call_encoder
+from hetu_gateway.config import GatewayConfig
+from hetu_gateway.connection import Connection
+from hetu_gateway.registry import ON_DISCONNECT, RegistryView, Route
+from hetu_gateway.resp import RespConnection, pack_command
+
+logger = logging.getLogger(__name__)
+access_log = logging.getLogger("hetu_gateway.access")
+
+_RELEASE_LOGIN = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+class Calls:
+    """The call path of one instance. ``redis`` returns the current command
+    connection (it is replaced after a reconnect).
+
+    一个实例的调用路径。
+    """
+
+    def __init__(
+        self,
+        gw_id: str,
+        keys: Keys,
+        config: GatewayConfig,
+        redis: Callable[[], RespConnection],
+    ) -> None:
+        self.gw_id = gw_id
+        self.keys = keys
+        self.registry: RegistryView | None = None
+        self._redis = redis
+        self._timeout_s = config.call_timeout_s
+        self._max_queued = config.max_queued_calls
+        #: rid -> connection waiting for that reply.
+        self.waiting: dict[str, Connection] = {}
+
+    # --- client side ---------------------------------------------------------
+
+    def submit(self, conn: Connection, call: Call) -> None:
+        """Check ``call`` and forward it now, or queue it behind the one in flight."""
+        if conn.inflight:
+            if len(conn.queue) >= self._max_queued:
+                conn.error(call.id, "quota_exceeded", "too many calls queued")
+                return
+            conn.queue.append(call)
+            return
+        self._start(conn, call)
+
+    def _start(self, conn: Connection, call: Call) -> None:
+        # Loop: a call refused by a check is answered at once; go on to the next.
+        while True:
+            route = self._check(conn, call)
+            if route is not None:
+                self._forward(conn, call, route)
+                return
+            if not conn.queue:
+                return
+            call = conn.queue.popleft()
+
+    def _check(self, conn: Connection, call: Call) -> Route | None:
+        registry = self.registry
+        route = registry.routes.get(call.sys) if registry is not None else None
+        if route is None or route.permission is None:
+            conn.error(call.id, "unknown_system", f"no callable System {call.sys!r}")
+            return None
+        perm = route.permission
+        if perm == "USER" and not conn.caller:
+            conn.error(call.id, "permission_denied", f"{call.sys} needs a login")
+            return None
+        if perm == "ADMIN" and not conn.group.startswith("admin"):
+            conn.error(call.id, "permission_denied", f"{call.sys} is for admins")
+            return None
+        info = route.info
+        n = len(call.args)
+        if n < info.min_args or (info.max_args is not None and n > info.max_args):
+            most = "any" if info.max_args is None else info.max_args
+            conn.error(
+                call.id,
+                "bad_arguments",
+                f"{call.sys} takes {info.min_args}..{most} arguments, got {n}",
+            )
+            return None
+        if info.rate_limits and not _within_rate_limits(conn, call.sys, info):
+            conn.error(call.id, "rate_limited", f"{call.sys} called too often")
+            return None
+        return route
+
+    def _forward(self, conn: Connection, call: Call, route: Route) -> None:
+        rid = f"{conn.token}:{call.id}"
+        msg = CallMsg(
+            gw=self.gw_id,
+            conn=conn.id,
+            rid=rid,
+            sys=call.sys,
+            args=call.args,
+            caller=conn.caller,
+            group=conn.group,
+            ud=conn.ud,
+            addr=conn.addr,
+            ts=time.time(),
+        )
+        conn.inflight = rid
+        self.waiting[rid] = conn
+        loop = asyncio.get_running_loop()
+        conn.timer = loop.call_later(self._timeout_s, self._on_timeout, conn, rid)
+        payload = call_encoder.encode(msg)
+        cmd = pack_command(b"XADD", route.stream, b"*", b"m", payload)
+
+        def on_added(reply: Any) -> None:
+            if isinstance(reply, Exception) and self.waiting.get(rid) is conn:
+                logger.error("XADD for %s failed: %s", call.sys, reply)
+                self._answer(conn, rid, None, "internal", "call could not be queued")
+
+        self._redis().send(cmd, on_added)
+        access_log.debug("call %s conn=%d rid=%s", call.sys, conn.id, rid)
+
+    def _on_timeout(self, conn: Connection, rid: str) -> None:
+        if self.waiting.get(rid) is conn:
+            conn.timer = None
+            self._answer(
+                conn,
+                rid,
+                None,
+                "timeout",
+                f"no reply within {self._timeout_s:g} s; the outcome is unknown "
+                "(retry with the same request id to learn it)",
+            )
+
+    def _answer(
+        self, conn: Connection, rid: str, data: Any, code: str, message: str
+    ) -> None:
+        del self.waiting[rid]
+        conn.inflight = ""
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        req_id = int(rid.rpartition(":")[2])
+        if code:
+            conn.error(req_id, code, message)  # type: ignore[arg-type]
+        else:
+            conn.send(Ok(req_id, data))
+        if conn.queue and not conn.closed:
+            self._start(conn, conn.queue.popleft())
+
+    # --- logic side ----------------------------------------------------------
+
+    def on_reply(self, reply: ReplyMsg) -> Connection | None:
+        """Deliver a worker's reply; return the connection if its state changed."""
+        conn = self.waiting.get(reply.rid)
+        if conn is None:
+            return None  # late (after a timeout) or the connection is gone
+        changed = False
+        if reply.caller is not None and reply.caller != conn.caller:
+            conn.caller = reply.caller
+            conn.login = f"{self.gw_id}:{conn.id}" if reply.caller else ""
+            changed = True
+        if reply.group is not None and reply.group != conn.group:
+            conn.group = reply.group
+            changed = True
+        if reply.ud is not None:
+            conn.ud = reply.ud
+            changed = True
+        if reply.ok:
+            self._answer(conn, reply.rid, reply.data, "", "")
+        else:
+            self._answer(conn, reply.rid, None, reply.code or "internal", reply.message)
+        return conn if changed else None
+
+    def on_close(self, conn: Connection) -> None:
+        """Forget the connection; run ``on_disconnect`` and release its login."""
+        if conn.inflight:
+            self.waiting.pop(conn.inflight, None)
+        conn.queue.clear()
+        redis = self._redis()
+        registry = self.registry
+        route = registry.routes.get(ON_DISCONNECT) if registry is not None else None
+        if route is not None and not conn.kicked:
+            msg = CallMsg(
+                gw=self.gw_id,
+                conn=conn.id,
+                rid=f"{conn.token}:disconnect:{conn.id}",
+                sys=ON_DISCONNECT,
+                args=[],
+                caller=conn.caller,
+                group=conn.group,
+                ud=conn.ud,
+                addr=conn.addr,
+                ts=time.time(),
+            )
+            redis.send(
+                pack_command(
+                    b"XADD", route.stream, b"*", b"m", call_encoder.encode(msg)
+                )
+            )
+        if conn.caller:
+            login_key = self.keys.login(conn.caller)
+            value = f"{self.gw_id}:{conn.id}"
+            redis.send(pack_command(b"EVAL", _RELEASE_LOGIN, 1, login_key, value))
+
+
+def _within_rate_limits(conn: Connection, name: str, info: Any) -> bool:
+    """Sliding windows of the app's ``@rate_limit(times, per)`` for this call."""
+    now = time.monotonic()
+    hits = conn.rate_hits.get(name)
+    if hits is None:
+        most = max(times for times, _ in info.rate_limits)
+        hits = conn.rate_hits[name] = deque(maxlen=most)
+    for times, per in info.rate_limits:
+        if len(hits) >= times and now - hits[-times] < per:
+            return False
+    hits.append(now)
+    return True

@@ -1,0 +1,57 @@
+"""The gateway's view of an instance's registry (published by logic workers).
+
+网关对实例注册表（由逻辑进程发布）的视图。
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgspec
+import redis.asyncio as aioredis
+
+from hetu.keys import Keys
+from hetu.wire import Registry, SystemInfo, registry_decoder
+
+logger = logging.getLogger(__name__)
+
+ON_DISCONNECT = "on_disconnect"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where and under which rules a client may call one System or endpoint."""
+
+    info: SystemInfo
+    stream: bytes  # the cluster's ``calls`` stream key
+    permission: str | None  # "EVERYBODY" / "USER" / "ADMIN"; None: not callable
+
+
+class RegistryView:
+    """Calls routes derived once from a :class:`hetu.wire.Registry`."""
+
+    def __init__(self, keys: Keys, registry: Registry) -> None:
+        self.registry = registry
+        self.version = registry.version
+        tags = {c.id: c.tag for c in registry.clusters}
+        self.routes: dict[str, Route] = {}
+        for name, info in registry.systems.items():
+            tag = tags.get(info.cluster)
+            if tag is None:
+                logger.warning("registry: system %s names unknown cluster", name)
+                continue
+            stream = keys.cluster(tag).calls().encode()
+            self.routes[name] = Route(info, stream, info.permission)
+
+
+async def load_registry(redis: aioredis.Redis, keys: Keys) -> RegistryView | None:
+    """Read the registry, or ``None`` when no worker has published one yet."""
+    raw = await redis.get(keys.registry())
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        return RegistryView(keys, registry_decoder.decode(raw))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        logger.error("registry of %s is unreadable: %s", keys.instance, exc)
+        return None
