@@ -48,6 +48,7 @@ REGISTRY = Registry(
             _sys("limited", "EVERYBODY", rate_limits=[(2, 60.0)]),
             _sys("slow", "EVERYBODY"),
             _sys("fail", "EVERYBODY"),
+            _sys("once", "EVERYBODY"),
             _sys("on_disconnect", None),
         )
     },
@@ -64,6 +65,7 @@ class FakeLogic:
         self.keys = Keys(INSTANCE)
         self.calls: list[CallMsg] = []
         self.disconnects: list[CallMsg] = []
+        self.unanswered = asyncio.Event()
 
     async def run(self) -> None:
         stream = self.keys.cluster(TAG).calls()
@@ -91,6 +93,11 @@ class FakeLogic:
                 reply.group = "admin"
         elif call.sys == "slow":
             return
+        elif call.sys == "once":
+            if sum(c.rid == call.rid for c in self.calls) == 1:
+                self.unanswered.set()
+                return  # the first delivery is "lost"
+            reply.data = "again"
         elif call.sys == "fail":
             reply = ReplyMsg(call.rid, call.conn, False, code="internal", message="x")
         elif call.sys == "on_disconnect":
@@ -141,5 +148,6 @@ async def start_gateway(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
         await task
 
 
-def url_of(server: Server, instance: str = INSTANCE) -> str:
-    return f"ws://127.0.0.1:{server.port}/hetu/{instance}"
+def url_of(server: Server | int, instance: str = INSTANCE) -> str:
+    port = server if isinstance(server, int) else server.port
+    return f"ws://127.0.0.1:{port}/hetu/{instance}"

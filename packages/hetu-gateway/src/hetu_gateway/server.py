@@ -38,6 +38,7 @@ from hetu_gateway.connection import (
     CLOSE_BAD_HANDSHAKE,
     CLOSE_FLOOD,
     CLOSE_HANDSHAKE_TIMEOUT,
+    CLOSE_INTERNAL,
     Connection,
 )
 from hetu_gateway.instance import Instance, SubscriptionService
@@ -303,14 +304,19 @@ class Server:
             logger.info("refused handshake from %s: %s", ws.remote_address, reason)
             await ws.close(code, reason)
             return
-        inst = await self.instance(ws.request.path[len(PATH_PREFIX) :])  # type: ignore[union-attr]
         conn = Connection(
             ws, conn_id, welcome.token, pipeline, self.config.max_send_buffer_bytes
         )
         conn.tokens = self.config.max_msgs_per_s
         conn.tokens_at = asyncio.get_running_loop().time()
-        assert self.redis is not None
-        await inst.sessions.restore(conn, self.redis)
+        assert self.redis is not None and ws.request is not None
+        try:
+            inst = await self.instance(ws.request.path[len(PATH_PREFIX) :])
+            await inst.sessions.restore(conn, self.redis)
+        except (OSError, ConnectionError, aioredis.RedisError) as exc:
+            logger.error("Redis unavailable while opening conn %d: %s", conn_id, exc)
+            await ws.close(CLOSE_INTERNAL, "gateway cannot reach Redis")
+            return
         inst.connections[conn_id] = conn
         try:
             await ws.send(encode_welcome(welcome))
