@@ -118,9 +118,11 @@ class SystemContext:
     """
 
     __slots__ = (
+        "_call_seq",
         "_login",
         "_runner",
         "_session",
+        "_value",
         "address",
         "caller",
         "connection_id",
@@ -153,6 +155,8 @@ class SystemContext:
         self._runner = runner
         self._session = session
         self._login: tuple[int, bool] | None = None
+        self._call_seq = 0  # numbers ctx.systems.call()s: derived request ids
+        self._value: Any = None  # what the body returned (for ctx.systems.call)
         self.caller = caller
         self.connection_id = connection_id
         self.address = address
