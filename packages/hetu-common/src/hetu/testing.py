@@ -19,7 +19,8 @@ argument counts and rate limits apply::
 
 ``FakeGateway`` is the gateway half alone: it XADDs ``CallMsg`` entries to the
 cluster streams and collects the replies and kicks published for it; tests that
-run worker processes use it as the test producer.
+run worker processes (``WorkerProcess``: the real ``hetu-logic`` command) use it
+as the test producer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -165,14 +173,31 @@ class FakeGateway:
         Raises:
             CallError: no reply within ``timeout_s`` (code ``timeout``).
         """
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters[msg.rid] = waiter
-        await self.send(msg)
+        return (await self.wait_replies([msg], timeout_s))[0]
+
+    async def wait_replies(
+        self, msgs: list[CallMsg], timeout_s: float = 10.0
+    ) -> list[ReplyMsg]:
+        """Send ``msgs`` in order in one pipeline and wait for all their replies.
+
+        Raises:
+            CallError: a reply did not come within ``timeout_s`` (code ``timeout``).
+        """
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[ReplyMsg]] = []
+        for m in msgs:
+            waiters.append(loop.create_future())
+            self._waiters[m.rid] = waiters[-1]
+        await self.send(*msgs)
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return [await w for w in waiters]
         except TimeoutError:
+            missing = [
+                m.rid for m, w in zip(msgs, waiters, strict=True) if not w.done()
+            ]
             raise CallError(
-                "timeout", f"no reply to {msg.sys} in {timeout_s} s"
+                "timeout", f"no reply to {missing[:5]} in {timeout_s} s"
             ) from None
 
 
@@ -226,3 +251,63 @@ class AppTester(FakeGateway):
         assert self.registry is not None and self._worker is not None
         cluster = self._worker.layout.cluster_of_comp[comp]
         return Session(self.redis, self.keys.cluster(cluster.tag)).repo(comp)
+
+
+class WorkerProcess:
+    """``python -m hetu_logic APP --redis URL ARGS...`` as a child process, its
+    output in ``log_path``. ``wait_ready()`` returns once it consumes."""
+
+    def __init__(self, app: str, redis_url: str, *args: str) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "hetu_logic",
+            app,
+            "--redis",
+            redis_url,
+            *args,
+        ]
+        fd, name = tempfile.mkstemp(prefix="hetu-logic-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(name)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log)
+        return self
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 20.0) -> None:
+        """Wait for the start-up log line.
+
+        Raises:
+            RuntimeError: the process exited or did not start in time.
+        """
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "serving namespace" in self.output:
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise RuntimeError(f"worker did not start:\n{self.output[-3000:]}")
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float = 20.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout_s)
+
+    def stop(self) -> None:
+        """SIGKILL if still running, and forget the log."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log_path.unlink(missing_ok=True)
