@@ -41,12 +41,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def chat_logic(redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """One ``hetu-logic --cluster all examples/chat.py`` worker, registry ready."""
-    proc = subprocess.Popen(
-        [BIN / "hetu-logic", "--cluster", "all", str(CHAT_APP), "--redis", redis_url,
-         "--log-level", "warning"],
-    )  # fmt: skip
+def chat_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """One ``hetu-logic --cluster all examples/chat.py`` worker, registry ready.
+
+    Its log (System failures of fuzzed calls are expected) goes to tmp_path.
+    """
+    with (tmp_path / "logic.log").open("wb") as stderr:
+        proc = subprocess.Popen(
+            [BIN / "hetu-logic", "--cluster", "all", str(CHAT_APP), "--redis",
+             redis_url, "--log-level", "warning"],
+            stderr=stderr,
+        )  # fmt: skip
     client = redis.Redis.from_url(redis_url)
     try:
         _wait(
@@ -59,18 +64,22 @@ def chat_logic(redis_url: str) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.fixture
-def start_gateway_proc(redis_url: str) -> Iterator[Callable[..., int]]:
+def start_gateway_proc(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., int]]:
     """``port = start_gateway_proc(*extra_args)`` runs a real hetu-gateway."""
-    procs: list[subprocess.Popen[bytes]] = []
+    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(*args: str) -> int:
         port = free_port()
         env = {**os.environ, "HETU_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen(
-            [BIN / "hetu-gateway", "--port", str(port), "--redis", redis_url, *args],
-            env=env,
-        )
-        procs.append(proc)
+        log = tmp_path / f"gateway-{port}.log"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(
+                [BIN / "hetu-gateway", "--port", str(port), "--redis", redis_url,
+                 *args],
+                env=env,
+                stderr=stderr,
+            )  # fmt: skip
+        procs.append((proc, log))
 
         def listening() -> bool:
             try:
@@ -83,9 +92,11 @@ def start_gateway_proc(redis_url: str) -> Iterator[Callable[..., int]]:
         return port
 
     yield start
-    for proc in procs:
+    for proc, log in procs:
         _stop(proc)
-        assert proc.returncode == 0, "gateway did not exit cleanly"
+        text = log.read_text(errors="replace")
+        assert proc.returncode == 0, f"gateway did not exit cleanly:\n{text[-3000:]}"
+        assert "Traceback" not in text, text[-3000:]
 
 
 def url(port: int, instance: str = "default") -> str:
