@@ -148,7 +148,7 @@ class Worker:
                 "pass --redis URL (env HETU_REDIS)"
             ) from e
         self.registry_version = await publish_registry(
-            self.redis, self.keys, layout.registry
+            self.redis, self.keys, layout.registry, cfg.app or "app.py"
         )
         self._lease = await snowflake.lease_worker_id(self.redis, cfg.instance)
         self.streams = CallStreams(
