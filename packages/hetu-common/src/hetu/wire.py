@@ -32,7 +32,10 @@ class CallMsg(msgspec.Struct, array_like=True, omit_defaults=True):
 class ReplyMsg(msgspec.Struct, tag="reply", array_like=True, omit_defaults=True):
     """A worker's answer to one ``CallMsg``, published on the gateway's channel.
 
-    ``caller``/``group``/``ud`` are set only when the call changed them.
+    ``caller``/``group``/``ud`` are set only when the call changed them. ``entry``
+    is the calls-stream entry id that produced the reply: a worker that finds the
+    reply cached tells a client retry (another entry: answer it) from a
+    re-delivery of the same entry (already answered). Gateways ignore it.
     """
 
     rid: str
@@ -44,6 +47,7 @@ class ReplyMsg(msgspec.Struct, tag="reply", array_like=True, omit_defaults=True)
     caller: int | None = None
     group: str | None = None
     ud: dict[str, Any] | None = None
+    entry: str = ""
 
 
 class KickMsg(msgspec.Struct, tag="kick", array_like=True):

@@ -128,7 +128,8 @@ class Executor:
             ack_stream=entry.stream,
             ack_group=GROUP,
             ack_id=entry.entry_id.decode(),
-            reply_channel=self.keys.gateway(msg.gw),
+            # gw "": a FutureCall (hetu_logic.future_calls), nobody to reply to
+            reply_channel=self.keys.gateway(msg.gw) if msg.gw else "",
             reply_cache_key=ckeys.reply_cache(msg.rid),
             reply_cache_ttl_s=self.cfg.reply_ttl_s,
             changes_stream=ckeys.changes(),
@@ -137,16 +138,15 @@ class Executor:
         try:
             if d is None or ":" in msg.sys:
                 raise CallFailed("unknown_system", f"no System or endpoint {msg.sys!r}")
-            if msg.sys != DISCONNECT_SYSTEM:
+            if msg.sys != DISCONNECT_SYSTEM and msg.gw:  # FutureCalls: trusted
                 self._check(d, msg)
             if d.endpoint:
                 await self._run_endpoint(entry, d, msg, extras)
             else:
-                await self._run_system(d, msg, extras)
+                await self._run_system(entry, d, msg, extras)
         except CallFailed as e:
-            await self._reply_only(
-                msg, extras, replies.error_reply(msg, e.code, e.message)
-            )
+            reply = replies.error_reply(msg, e.code, e.message, extras.ack_id)
+            await self._reply_only(entry, msg, extras, reply)
         if access_log.isEnabledFor(logging.INFO):
             access_log.info("%s %s:%s %s", msg.sys, msg.gw, msg.conn, msg.rid)
 
@@ -183,13 +183,13 @@ class Executor:
                 await result
 
     async def _run_system(
-        self, d: SystemDefinition, msg: CallMsg, extras: CommitExtras
+        self, entry: Entry, d: SystemDefinition, msg: CallMsg, extras: CommitExtras
     ) -> None:
         skeys = self._keys_of[d.name]
         ctx = self._context(SystemContext, Session(self.redis, skeys), msg, 0)
         ctx, result = await self._transaction(d, ctx, msg.args, extras, msg)
         if result.duplicate_reply is not None:
-            await self._publish(msg, replies.readdress(result.duplicate_reply, msg))
+            await self._resend(entry, msg, result.duplicate_reply)
         elif ctx._login is not None:
             await self._login_swap(ctx)
 
@@ -216,7 +216,7 @@ class Executor:
                 if attempt:
                     ctx = self._retry_context(ctx, skeys, attempt, msg)
                 value = await d.func(ctx, *args)
-                reply = replies.ok_reply(msg, ctx, value)
+                reply = replies.ok_reply(msg, ctx, value, extras.ack_id)
                 try:
                     result = await ctx._session.commit(replace(extras, reply=reply))
                 except RaceCondition:
@@ -244,13 +244,20 @@ class Executor:
         return ctx
 
     async def _reply_only(
-        self, msg: CallMsg, extras: CommitExtras, reply: bytes
+        self, entry: Entry, msg: CallMsg, extras: CommitExtras, reply: bytes
     ) -> None:
         """Ack, cache and publish ``reply`` in one script call (no data)."""
         session = Session(self.redis, self._stream_keys[extras.ack_stream])
         result = await session.commit(replace(extras, reply=reply))
         if result.duplicate_reply is not None:
-            await self._publish(msg, replies.readdress(result.duplicate_reply, msg))
+            await self._resend(entry, msg, result.duplicate_reply)
+
+    async def _resend(self, entry: Entry, msg: CallMsg, cached: bytes) -> None:
+        """Answer a repeated request id from the cache, unless this very entry
+        produced the cached reply (re-delivered after a claim: already answered)."""
+        reply = replies.resend(cached, msg, entry.entry_id.decode())
+        if reply is not None:
+            await self._publish(msg, reply)
 
     async def _publish(self, msg: CallMsg, reply: bytes) -> None:
         await self.redis.publish(self.keys.gateway(msg.gw), reply)
@@ -268,24 +275,24 @@ class Executor:
             pipe.get(extras.reply_cache_key)
             _, cached = await pipe.execute()
         if cached is not None:
-            await self._publish(msg, replies.readdress(cached, msg))
+            await self._resend(entry, msg, cached)
             return
         ctx = self._context(EndpointContext, None, msg, 0)
         try:
             await self._guards(d, ctx, msg.args)
             value = await d.func(ctx, *msg.args)
-            reply = replies.ok_reply(msg, ctx, value)
+            reply = replies.ok_reply(msg, ctx, value, extras.ack_id)
         except ClientReject as e:
             logger.info("%s rejected %s: %s", d.name, e.code, e.reason)
-            reply = replies.error_reply(msg, "rejected", e.code)
+            reply = replies.error_reply(msg, "rejected", e.code, extras.ack_id)
         except UniqueViolation as e:
-            reply = replies.error_reply(msg, "unique_violation", str(e))
+            reply = replies.error_reply(msg, "unique_violation", str(e), extras.ack_id)
         except CallFailed as e:
-            reply = replies.error_reply(msg, e.code, e.message)
+            reply = replies.error_reply(msg, e.code, e.message, extras.ack_id)
         except Exception:
             logger.exception("endpoint %s failed", d.name)
             reply = replies.error_reply(
-                msg, "internal", "the server failed; see its log"
+                msg, "internal", "the server failed; see its log", extras.ack_id
             )
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(extras.reply_cache_key, reply, ex=self.cfg.reply_ttl_s)

@@ -40,7 +40,7 @@ def _enc_hook(obj: Any) -> Any:
 reply_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
 
 
-def ok_reply(msg: CallMsg, ctx: SystemContext, result: Any) -> bytes:
+def ok_reply(msg: CallMsg, ctx: SystemContext, result: Any, entry: str) -> bytes:
     """The encoded reply of a call that returned ``result``, carrying the
     connection state the call changed.
 
@@ -48,7 +48,7 @@ def ok_reply(msg: CallMsg, ctx: SystemContext, result: Any) -> bytes:
         TypeError: ``result`` holds something msgpack cannot carry.
     """
     data = result.data if isinstance(result, ResponseToClient) else "ok"
-    reply = ReplyMsg(msg.rid, msg.conn, True, data)
+    reply = ReplyMsg(msg.rid, msg.conn, True, data, entry=entry)
     if ctx.caller != msg.caller:
         reply.caller = ctx.caller
     if ctx.group != msg.group:
@@ -61,17 +61,19 @@ def ok_reply(msg: CallMsg, ctx: SystemContext, result: Any) -> bytes:
         raise TypeError(f"the return value cannot be sent: {e}") from e
 
 
-def error_reply(msg: CallMsg, code: str, message: str) -> bytes:
+def error_reply(msg: CallMsg, code: str, message: str, entry: str) -> bytes:
     """The encoded error reply of ``msg``."""
-    return reply_encoder.encode(
-        ReplyMsg(msg.rid, msg.conn, False, code=code, message=message)
-    )
+    reply = ReplyMsg(msg.rid, msg.conn, False, code=code, message=message, entry=entry)
+    return reply_encoder.encode(reply)
 
 
-def readdress(cached: bytes, msg: CallMsg) -> bytes:
-    """A cached reply sent again for a retry, addressed to ``msg``'s connection."""
+def resend(cached: bytes, msg: CallMsg, entry: str) -> bytes | None:
+    """A cached reply to send again, addressed to ``msg``'s connection; None when
+    ``entry`` itself produced it (a re-delivery: its reply was published)."""
     reply = gateway_msg_decoder.decode(cached)
-    if isinstance(reply, ReplyMsg) and reply.conn != msg.conn:
+    if not isinstance(reply, ReplyMsg) or reply.entry == entry:
+        return None
+    if reply.conn != msg.conn:
         reply.conn = msg.conn
         return reply_encoder.encode(reply)
     return cached

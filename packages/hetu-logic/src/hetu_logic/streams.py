@@ -64,7 +64,9 @@ class CallStreams:
                 if "BUSYGROUP" not in str(e):
                     raise
 
-    def _entries(self, stream: str, raw: list[Any]) -> list[Entry]:
+    def _entries(
+        self, stream: str, raw: list[Any], claimed: bool = False
+    ) -> list[Entry]:
         cluster = self.by_stream[stream]
         out: list[Entry] = []
         for entry_id, fields in raw:

@@ -35,13 +35,14 @@ from hetu.keys import Keys
 from hetu.registry import AppLayout, build_layout, default_namespace
 from hetu_logic.config import LogicConfig
 from hetu_logic.executor import Executor
+from hetu_logic.future_calls import run_future_calls
 from hetu_logic.publish import publish_registry
 from hetu_logic.streams import CallStreams, Entry
 
 logger = logging.getLogger(__name__)
 
 TaskFactory = Callable[["Worker"], Coroutine[Any, Any, None]]
-BUILTIN_TASKS: list[TaskFactory] = []
+BUILTIN_TASKS: list[TaskFactory] = [run_future_calls]
 """Background tasks every worker runs (engine features register here)."""
 
 
@@ -173,7 +174,7 @@ class Worker:
     async def _consume(self) -> None:
         assert self.streams is not None and self.executor is not None
         streams, executor = self.streams, self.executor
-        capacity = self.config.batch_size * 2
+        capacity = self.config.batch_size
         claim_every_s = max(self.config.idle_ms / 2000, 0.05)
         next_claim = 0.0
         loop = asyncio.get_running_loop()
