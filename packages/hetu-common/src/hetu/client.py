@@ -26,6 +26,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.protocol import State
 
 from hetu.errors import HeTuError, ProtocolError
 from hetu.pipeline import ClientHandshake, Pipeline
@@ -142,15 +143,16 @@ class Client:
             raise self._closed
         req_id = next(self._ids)
         msg = make(req_id)
-        fut: asyncio.Future[ReplyMsg] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ReplyMsg] = loop.create_future()
         self._pending[req_id] = (msg, fut)
         if self._online.is_set():
-            await self._send(msg)
+            self._send(msg)
+        timer = loop.call_later(timeout_s, _expire, fut, timeout_s)
         try:
-            return await asyncio.wait_for(fut, timeout_s)
-        except TimeoutError:
-            raise CallError("timeout", f"no reply within {timeout_s:g} s") from None
+            return await fut
         finally:
+            timer.cancel()
             self._pending.pop(req_id, None)
 
     def on_push(self, sub: int, handler: Callable[[Push], None] | None) -> None:
@@ -177,11 +179,14 @@ class Client:
 
     # --- internals -----------------------------------------------------------
 
-    async def _send(self, msg: ClientMsg) -> None:
-        assert self._ws is not None and self._pipeline is not None
-        frame = self._pipeline.encode(encoder.encode(msg))
-        with contextlib.suppress(ConnectionClosed):
-            await self._ws.send(frame)
+    def _send(self, msg: ClientMsg) -> None:
+        # Written without awaiting (requests are small; no flow control needed),
+        # which saves a coroutine and a context manager per request.
+        ws, pipeline = self._ws, self._pipeline
+        assert ws is not None and pipeline is not None
+        if ws.protocol.state is State.OPEN:
+            ws.protocol.send_binary(pipeline.encode(encoder.encode(msg)))
+            ws.send_data()
 
     async def open(self) -> None:
         """Connect to the next URL and do the handshake.
@@ -269,7 +274,12 @@ class Client:
             await hook()
         for msg, fut in list(self._pending.values()):
             if not fut.done():
-                await self._send(msg)
+                self._send(msg)
+
+
+def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(CallError("timeout", f"no reply within {timeout_s:g} s"))
 
 
 @contextlib.asynccontextmanager

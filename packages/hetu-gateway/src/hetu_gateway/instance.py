@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -13,7 +14,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from hetu.keys import Keys
-from hetu.protocol import ClientMsg
+from hetu.protocol import Call, ClientMsg
 from hetu.wire import KickMsg, ReplyMsg, gateway_msg_decoder
 from hetu_gateway.calls import Calls
 from hetu_gateway.config import GatewayConfig
@@ -55,6 +56,7 @@ class Instance:
         redis: Callable[[], RespConnection],
     ) -> None:
         self.name = name
+        self._wait_s = config.call_timeout_s
         self.keys = Keys(name)
         self.calls = Calls(gw_id, self.keys, config, redis)
         self.sessions = Sessions(self.keys, gw_id, config.session_ttl_s, redis)
@@ -63,6 +65,25 @@ class Instance:
         self.registry_channel = self.keys.registry_changed().encode()
         self.alive_key = self.keys.gateway_alive(gw_id)
         self.subscriptions: SubscriptionService | None = None
+        #: Calls that arrived before any worker published a registry.
+        self._before_registry: list[tuple[Connection, Call]] = []
+
+    def submit(self, conn: Connection, call: Call) -> None:
+        """Hand ``call`` to the call path; before the first registry, hold it
+        until a worker publishes one (the call's timeout still applies)."""
+        if self.calls.registry is not None:
+            self.calls.submit(conn, call)
+            return
+        if not self._before_registry:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._wait_s, self._flush_before_registry)
+        self._before_registry.append((conn, call))
+
+    def _flush_before_registry(self) -> None:
+        held, self._before_registry = self._before_registry, []
+        for conn, call in held:
+            if not conn.closed:
+                self.calls.submit(conn, call)  # unknown_system if still none
 
     async def reload_registry(self, redis: aioredis.Redis) -> None:
         view = await load_registry(redis, self.keys)
@@ -71,6 +92,8 @@ class Instance:
             if old is None or view.version != old.version:
                 logger.info("instance %s: registry version %d", self.name, view.version)
             self.calls.registry = view
+            if self._before_registry:
+                self._flush_before_registry()
 
     def on_gateway_message(self, data: bytes) -> None:
         """A reply or control message published on this gateway's channel."""

@@ -353,7 +353,7 @@ class Server:
         if tokens < 0:
             conn.error(msg.id, "rate_limited", "too many messages; slow down")
         elif isinstance(msg, Call):
-            inst.calls.submit(conn, msg)
+            inst.submit(conn, msg)
         elif inst.subscriptions is not None:
             inst.subscriptions.handle(conn, msg)
         else:
