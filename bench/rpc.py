@@ -141,7 +141,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="End-to-end RPC benchmark.")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--logic-workers", type=int, default=1)
     parser.add_argument("--only", action="append", choices=list(WORKLOADS))
