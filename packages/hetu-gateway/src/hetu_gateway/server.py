@@ -26,7 +26,9 @@ import uvloop
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import Event
 
 from hetu.errors import ConfigError, ProtocolError
 from hetu.pipeline import ReplayGuard, accept_hello, encode_welcome
@@ -51,6 +53,26 @@ _INSTANCE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _AUTH_REASONS = ("auth failed", "stale hello", "replayed hello")
 
 SubscriptionFactory = Callable[["Server", Instance], SubscriptionService]
+
+
+class _FastConnection(ServerConnection):
+    """Hands complete binary frames straight to :attr:`on_frame` once set, skipping
+    websockets' receive queue and a task wake-up per message (the hot path).
+    Fragmented and text messages still take the queue."""
+
+    on_frame: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        on_frame = self.on_frame
+        if (
+            on_frame is not None
+            and type(event) is Frame
+            and event.opcode is Opcode.BINARY
+            and event.fin
+        ):
+            on_frame(bytes(event.data))  # no copy when already bytes
+            return
+        super().process_event(event)
 
 
 class Server:
@@ -142,6 +164,7 @@ class Server:
                 open_timeout=self.config.handshake_timeout_s,
                 ping_interval=20,
                 ping_timeout=20,
+                create_connection=_FastConnection,
             )
         except OSError as exc:
             raise ConfigError(
@@ -320,6 +343,8 @@ class Server:
         inst.connections[conn_id] = conn
         try:
             await ws.send(encode_welcome(welcome))
+            if isinstance(ws, _FastConnection):
+                ws.on_frame = lambda frame: self._on_frame(inst, conn, frame)
             async for frame in ws:
                 self._on_frame(inst, conn, frame)
         except ConnectionClosed:
