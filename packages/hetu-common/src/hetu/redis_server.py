@@ -55,6 +55,9 @@ class RedisServer:
              "--save", "", "--appendonly", "no", "--dir", self._dir,
              "--logfile", str(log), "--protected-mode", "no"],
             stdin=subprocess.DEVNULL,
+            # Ctrl-C in a terminal must not stop Redis before the processes
+            # using it have shut down; the owner stops it last.
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
