@@ -127,7 +127,7 @@ class Calls:
         loop = asyncio.get_running_loop()
         conn.timer = loop.call_later(self._timeout_s, self._on_timeout, conn, rid)
         payload = call_encoder.encode(msg)
-        cmd = pack_command(b"XADD", route.stream, b"*", b"m", payload)
+        cmd = b"%s$%d\r\n%s\r\n" % (route.xadd_prefix, len(payload), payload)
 
         def on_added(reply: Any) -> None:
             if isinstance(reply, Exception) and self.waiting.get(rid) is conn:

@@ -25,6 +25,9 @@ CLOSE_TOO_SLOW = 4009
 CLOSE_FLOOD = 4029
 CLOSE_INTERNAL = 1011
 
+# FIN + binary opcode, then the 7-bit length, for payloads under 126 bytes.
+_SMALL_HEADERS = [bytes((0x82, n)) for n in range(126)]
+
 
 class Connection:
     """One client socket after the handshake: who it is, what it waits for.
@@ -96,13 +99,25 @@ class Connection:
         self.send_frame(self.pipeline.encode(encoder.encode(msg)))
 
     def send_frame(self, frame: bytes) -> None:
-        """Write one already-encoded frame without waiting."""
+        """Write one already-encoded frame without waiting.
+
+        The WebSocket header is built here and written with the payload in one
+        transport write: an unmasked, unfragmented binary message is all a server
+        sends, and this skips websockets' per-frame objects on the hot path.
+        """
         ws = self.ws
         if self.closed or ws.protocol.state is not State.OPEN:
             return
-        ws.protocol.send_binary(frame)
-        ws.send_data()
-        if ws.transport.get_write_buffer_size() > self.max_send_buffer:
+        n = len(frame)
+        if n < 126:
+            head = _SMALL_HEADERS[n]
+        elif n < 65536:
+            head = b"\x82\x7e" + n.to_bytes(2, "big")
+        else:
+            head = b"\x82\x7f" + n.to_bytes(8, "big")
+        transport = ws.transport
+        transport.write(head + frame)
+        if transport.get_write_buffer_size() > self.max_send_buffer:
             self.close(CLOSE_TOO_SLOW, "too slow to read")
 
     def error(self, req_id: int, code: ErrorCode, message: str) -> None:

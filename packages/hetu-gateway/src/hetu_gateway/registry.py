@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from hetu.keys import Keys
 from hetu.wire import Registry, SystemInfo, registry_decoder
+from hetu_gateway.resp import pack_command
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,8 @@ class Route:
     info: SystemInfo
     stream: bytes  # the cluster's ``calls`` stream key
     permission: str | None  # "EVERYBODY" / "USER" / "ADMIN"; None: not callable
+    #: ``XADD <stream> * m`` packed, waiting for the payload bulk string.
+    xadd_prefix: bytes
 
 
 class RegistryView:
@@ -42,7 +45,8 @@ class RegistryView:
                 logger.warning("registry: system %s names unknown cluster", name)
                 continue
             stream = keys.cluster(tag).calls().encode()
-            self.routes[name] = Route(info, stream, info.permission)
+            prefix = pack_command(b"XADD", stream, b"*", b"m").replace(b"*4", b"*5", 1)
+            self.routes[name] = Route(info, stream, info.permission, prefix)
 
 
 async def load_registry(redis: aioredis.Redis, keys: Keys) -> RegistryView | None:
