@@ -1,5 +1,6 @@
 """HeTu: the app author API."""
 
+import hetu.future_call  # noqa: F401  (registers the built-in FutureCall Systems)
 from hetu.component import BaseComponent, define_component
 from hetu.context import EndpointContext, SystemContext, elevate
 from hetu.errors import ClientReject, RaceCondition, UniqueViolation
