@@ -26,7 +26,8 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.protocol import State
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event, State
 
 from hetu.errors import HeTuError, ProtocolError
 from hetu.pipeline import ClientHandshake, Pipeline
@@ -77,6 +78,25 @@ class ClosedError(HeTuError):
 
 
 ReplyMsg = Ok | Subscribed
+
+
+class _FastConnection(ClientConnection):
+    """Hands complete binary frames straight to :attr:`on_frame` once set, skipping
+    websockets' receive queue and a task wake-up per message."""
+
+    on_frame: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Event) -> None:
+        on_frame = self.on_frame
+        if (
+            on_frame is not None
+            and type(event) is Frame
+            and event.opcode is Opcode.BINARY
+            and event.fin
+        ):
+            on_frame(bytes(event.data))
+            return
+        super().process_event(event)
 
 
 class Client:
@@ -198,7 +218,11 @@ class Client:
         url = self.urls[self._url_index % len(self.urls)]
         hs = ClientHandshake(self.compression, self.encrypt, self._auth_key, self.token)
         ws = await ws_connect(
-            url, max_size=MAX_MESSAGE_BYTES, compression=None, open_timeout=10
+            url,
+            max_size=MAX_MESSAGE_BYTES,
+            compression=None,
+            open_timeout=10,
+            create_connection=_FastConnection,
         )
         try:
             await ws.send(hs.hello_frame())
@@ -214,21 +238,29 @@ class Client:
         self.token = welcome.token
         self.conn_id = welcome.conn
         self._ws = ws
+        if isinstance(ws, _FastConnection):
+            ws.on_frame = self._on_frame
         self._reader = asyncio.get_running_loop().create_task(self._read(ws))
         self._online.set()
 
-    async def _read(self, ws: ClientConnection) -> None:
-        pipeline = self._pipeline
-        assert pipeline is not None
+    def _on_frame(self, frame: bytes) -> None:
+        pipeline, ws = self._pipeline, self._ws
+        assert pipeline is not None and ws is not None
         try:
-            async for frame in ws:
-                assert isinstance(frame, bytes)
-                self._dispatch(server_msg_decoder.decode(pipeline.decode(frame)))
-        except ConnectionClosed:
-            pass
+            msg = server_msg_decoder.decode(pipeline.decode(frame))
         except (ProtocolError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             logger.error("bad frame from server: %s", exc)
-            await ws.close(4002, "bad frame")
+            asyncio.get_running_loop().create_task(ws.close(4002, "bad frame"))
+            return
+        self._dispatch(msg)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        # Frames normally arrive through _on_frame; this loop takes the rest
+        # (fragmented messages) and notices the close.
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in ws:
+                if isinstance(frame, bytes):
+                    self._on_frame(frame)
         self._online.clear()
         code, reason = ws.close_code or 1006, ws.close_reason or ""
         if self.reconnect and code not in FINAL_CLOSE_CODES:
