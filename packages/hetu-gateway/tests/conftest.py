@@ -131,7 +131,7 @@ async def start_gateway(redis_url: str) -> AsyncIterator[Callable[..., Any]]:
     running: list[tuple[Server, asyncio.Task[None]]] = []
 
     async def start(**overrides: Any) -> Server:
-        config = GatewayConfig(port=0, redis_url=redis_url, **overrides)
+        config = GatewayConfig(**{"port": 0, "redis_url": redis_url, **overrides})
         server = Server(config)
         task = asyncio.create_task(server.serve())
         ready = asyncio.create_task(server.ready.wait())

@@ -130,8 +130,13 @@ class Calls:
         cmd = b"%s$%d\r\n%s\r\n" % (route.xadd_prefix, len(payload), payload)
 
         def on_added(reply: Any) -> None:
-            if isinstance(reply, Exception) and self.waiting.get(rid) is conn:
-                logger.error("XADD for %s failed: %s", call.sys, reply)
+            if not isinstance(reply, Exception) or self.waiting.get(rid) is not conn:
+                return
+            logger.error("XADD for %s failed: %s", call.sys, reply)
+            if isinstance(reply, ConnectionError):  # it may have been written
+                self._answer(conn, rid, None, "timeout", "lost the Redis connection; "
+                             "the outcome is unknown")  # fmt: skip
+            else:
                 self._answer(conn, rid, None, "internal", "call could not be queued")
 
         self._redis().send(cmd, on_added)
