@@ -14,6 +14,7 @@ import hetu
 from hetu.errors import RaceCondition, UniqueViolation
 from hetu.keys import ClusterKeys
 from hetu.storage import CommitExtras, Session
+from hetu.storage.fastredis import FastRedis
 from hetu.wire import ReplyMsg, RowChange, call_encoder, change_event_decoder
 
 KEYS = ClusterKeys("test", "c1")
@@ -31,11 +32,22 @@ def _s(value: Any) -> str:
     return value.decode()
 
 
-def session(r: aioredis.Redis) -> Session:
+@pytest.fixture(params=["redis-py", "FastRedis"])
+async def db(request: Any, redis_client: aioredis.Redis, redis_url: str):
+    """The client Sessions run on: redis-py's, or hetu's FastRedis."""
+    if request.param == "redis-py":
+        yield redis_client
+    else:
+        fast = await FastRedis.from_url(redis_url)
+        yield fast
+        await fast.aclose()
+
+
+def session(r: Any) -> Session:
     return Session(r, KEYS)
 
 
-async def add(r: aioredis.Redis, **values: Any) -> int:
+async def add(r: Any, **values: Any) -> int:
     row = Account.new_row()
     for k, v in values.items():
         row[k] = v
@@ -44,12 +56,14 @@ async def add(r: aioredis.Redis, **values: Any) -> int:
     return int(row.id)
 
 
-async def test_concurrent_increments_lose_no_update(redis_client: aioredis.Redis):
-    row_id = await add(redis_client, name="counter")
+async def test_concurrent_increments_lose_no_update(
+    db: Any, redis_client: aioredis.Redis
+):
+    row_id = await add(db, name="counter")
 
     async def increment() -> None:
         for attempt in range(10_000):
-            s = session(redis_client)
+            s = session(db)
             row = await s[Account].get(id=row_id)
             assert row is not None
             row.gold += 1
@@ -66,17 +80,19 @@ async def test_concurrent_increments_lose_no_update(redis_client: aioredis.Redis
             await increment()
 
     await asyncio.gather(*(task() for _ in range(100)))
-    row = await session(redis_client)[Account].get(id=row_id)
+    row = await session(db)[Account].get(id=row_id)
     assert row is not None
     assert row.gold == 2000
     assert row._version == 2001
 
 
-async def test_concurrent_unique_inserts_one_wins(redis_client: aioredis.Redis):
+async def test_concurrent_unique_inserts_one_wins(
+    db: Any, redis_client: aioredis.Redis
+):
     index = KEYS.index("Account", "name")
     for i in range(20):
         name = f"bob{i}"
-        s1, s2 = session(redis_client), session(redis_client)
+        s1, s2 = session(db), session(db)
         for s in (s1, s2):
             assert await s[Account].get(name=name) is None
             row = Account.new_row()
@@ -93,7 +109,7 @@ async def test_concurrent_unique_inserts_one_wins(redis_client: aioredis.Redis):
     # without the read, the unique check itself must reject the second insert
     a, b = Account.new_row(), Account.new_row()
     a.name = b.name = "carol"
-    s1, s2 = session(redis_client), session(redis_client)
+    s1, s2 = session(db), session(db)
     await s1[Account].insert(a)
     await s2[Account].insert(b)
     results = await asyncio.gather(s1.commit(), s2.commit(), return_exceptions=True)
@@ -101,17 +117,17 @@ async def test_concurrent_unique_inserts_one_wins(redis_client: aioredis.Redis):
     assert len(await redis_client.keys(KEYS.row_prefix("Account") + "*")) == 21
 
 
-async def test_stale_read_aborts_write_elsewhere(redis_client: aioredis.Redis):
-    a_id = await add(redis_client, name="a", gold=1)
-    b_id = await add(redis_client, name="b", gold=1)
-    s = session(redis_client)
+async def test_stale_read_aborts_write_elsewhere(db: Any, redis_client: aioredis.Redis):
+    a_id = await add(db, name="a", gold=1)
+    b_id = await add(db, name="b", gold=1)
+    s = session(db)
     a = await s[Account].get(id=a_id)
     b = await s[Account].get(id=b_id)
     assert a is not None and b is not None
     b.gold = a.gold + 10
     await s[Account].update(b)
 
-    other = session(redis_client)
+    other = session(db)
     a2 = await other[Account].get(id=a_id)
     assert a2 is not None
     a2.gold = 5
@@ -120,24 +136,24 @@ async def test_stale_read_aborts_write_elsewhere(redis_client: aioredis.Redis):
 
     with pytest.raises(RaceCondition):
         await s.commit()
-    b_now = await session(redis_client)[Account].get(id=b_id)
+    b_now = await session(db)[Account].get(id=b_id)
     assert b_now is not None and b_now.gold == 1
 
 
-async def test_phantom_after_absent_get_aborts(redis_client: aioredis.Redis):
-    s = session(redis_client)
+async def test_phantom_after_absent_get_aborts(db: Any, redis_client: aioredis.Redis):
+    s = session(db)
     assert await s[Account].get(owner=7) is None
     row = Account.new_row()
     row.name = "x"
     await s[Account].insert(row)
-    await add(redis_client, name="y", owner=7)
+    await add(db, name="y", owner=7)
     with pytest.raises(RaceCondition):
         await s.commit()
 
 
-async def test_range_sees_own_writes(redis_client: aioredis.Redis):
-    ids = [await add(redis_client, name=f"n{i}", owner=i) for i in range(6)]
-    s = session(redis_client)
+async def test_range_sees_own_writes(db: Any, redis_client: aioredis.Redis):
+    ids = [await add(db, name=f"n{i}", owner=i) for i in range(6)]
+    s = session(db)
     repo = s[Account]
     assert list((await repo.range(owner=(0, 9), limit=3)).owner) == [0, 1, 2]
     row1 = await repo.get(id=ids[1])
@@ -160,13 +176,13 @@ async def test_range_sees_own_writes(redis_client: aioredis.Redis):
     assert (await repo.get(id=ids[3])) is None
     assert (await repo.get(owner=8)).name == "n1"  # type: ignore[union-attr]
     await s.commit()
-    committed = await session(redis_client)[Account].range(owner=(0, 9), limit=-1)
+    committed = await session(db)[Account].range(owner=(0, 9), limit=-1)
     assert list(committed.name) == ["n0", "n2", "new", "n4", "n5", "n1"]
 
 
-async def test_delete_and_reinsert_unique_value(redis_client: aioredis.Redis):
-    old_id = await add(redis_client, name="dora")
-    s = session(redis_client)
+async def test_delete_and_reinsert_unique_value(db: Any, redis_client: aioredis.Redis):
+    old_id = await add(db, name="dora")
+    s = session(db)
     old = await s[Account].get(name="dora")
     assert old is not None
     s[Account].delete(old.id)
@@ -174,14 +190,16 @@ async def test_delete_and_reinsert_unique_value(redis_client: aioredis.Redis):
     new.name = "dora"
     await s[Account].insert(new)
     await s.commit()
-    got = await session(redis_client)[Account].range("name", "dora", limit=-1)
+    got = await session(db)[Account].range("name", "dora", limit=-1)
     assert list(got.id) == [new.id] and new.id != old_id
     assert await redis_client.exists(KEYS.row("Account", old_id)) == 0
 
 
-async def test_unique_violation_inside_one_transaction(redis_client: aioredis.Redis):
-    await add(redis_client, name="eve")
-    s = session(redis_client)
+async def test_unique_violation_inside_one_transaction(
+    db: Any, redis_client: aioredis.Redis
+):
+    await add(db, name="eve")
+    s = session(db)
     a, b = Account.new_row(), Account.new_row()
     a.name = b.name = "fred"
     await s[Account].insert(a)
@@ -192,22 +210,22 @@ async def test_unique_violation_inside_one_transaction(redis_client: aioredis.Re
     await s[Account].insert(c)
     with pytest.raises(UniqueViolation, match="eve"):
         await s.commit()
-    assert await session(redis_client)[Account].get(name="fred") is None
+    assert await session(db)[Account].get(name="fred") is None
 
 
-async def test_upsert_inserts_then_updates(redis_client: aioredis.Redis):
+async def test_upsert_inserts_then_updates(db: Any, redis_client: aioredis.Redis):
     for gold in (1, 2):
-        s = session(redis_client)
+        s = session(db)
         async with s[Account].upsert(name="gus") as row:
             row.gold += gold
         await s.commit()
-    rows = await session(redis_client)[Account].range("name", "gus")
+    rows = await session(db)[Account].range("name", "gus")
     assert len(rows) == 1 and rows[0].gold == 3 and rows[0]._version == 2
 
 
-async def test_misuse_errors(redis_client: aioredis.Redis):
-    row_id = await add(redis_client, name="h")
-    s = session(redis_client)
+async def test_misuse_errors(db: Any, redis_client: aioredis.Redis):
+    row_id = await add(db, name="h")
+    s = session(db)
     row = Account.new_row(row_id)
     with pytest.raises(ValueError, match="not read"):
         await s[Account].update(row)
@@ -220,11 +238,11 @@ async def test_misuse_errors(redis_client: aioredis.Redis):
             pass
 
 
-async def test_read_only_commit_makes_no_call(redis_client: aioredis.Redis):
-    row_id = await add(redis_client, name="i")
-    await session(redis_client)[Account].range(owner=(0, 5))  # loads the script
+async def test_read_only_commit_makes_no_call(db: Any, redis_client: aioredis.Redis):
+    row_id = await add(db, name="i")
+    await session(db)[Account].range(owner=(0, 5))  # loads the script
     await redis_client.config_resetstat()
-    s = session(redis_client)
+    s = session(db)
     assert await s[Account].get(id=row_id) is not None
     await s[Account].range(owner=(0, 5))
     result = await s.commit()
@@ -234,7 +252,7 @@ async def test_read_only_commit_makes_no_call(redis_client: aioredis.Redis):
     assert stats["cmdstat_evalsha"]["calls"] == 1
 
 
-async def test_commit_extras(redis_client: aioredis.Redis):
+async def test_commit_extras(db: Any, redis_client: aioredis.Redis):
     calls, group = KEYS.calls(), "logic"
     await redis_client.xgroup_create(calls, group, id="0", mkstream=True)
     entry = await redis_client.xadd(calls, {"m": b"call"})
@@ -257,7 +275,7 @@ async def test_commit_extras(redis_client: aioredis.Redis):
     )
     row = Account.new_row()
     row.name, row.gold, row.score = "jo", 7, 1.5
-    s = session(redis_client)
+    s = session(db)
     await s[Account].insert(row)
     result = await s.commit(extras)
 
@@ -278,7 +296,7 @@ async def test_commit_extras(redis_client: aioredis.Redis):
     # the same request again: nothing applied, the cached reply comes back
     entry2 = await redis_client.xadd(calls, {"m": b"call"})
     await redis_client.xreadgroup(group, "w1", {calls: ">"})
-    s = session(redis_client)
+    s = session(db)
     again = await s[Account].get(id=row.id)
     assert again is not None
     again.gold = 100
@@ -295,7 +313,7 @@ async def test_commit_extras(redis_client: aioredis.Redis):
         )
     )
     assert dup.duplicate_reply == reply and dup.change_id == ""
-    assert (await session(redis_client)[Account].get(id=row.id)).gold == 7  # type: ignore[union-attr]
+    assert (await session(db)[Account].get(id=row.id)).gold == 7  # type: ignore[union-attr]
     assert (await redis_client.xpending(calls, group))["pending"] == 0
     assert await redis_client.xlen(KEYS.changes()) == 1
     assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
@@ -303,20 +321,20 @@ async def test_commit_extras(redis_client: aioredis.Redis):
 
 
 async def test_failed_commit_with_extras_neither_acks_nor_replies(
-    redis_client: aioredis.Redis,
+    db: Any, redis_client: aioredis.Redis
 ):
     calls, group = KEYS.calls(), "logic"
     await redis_client.xgroup_create(calls, group, id="0", mkstream=True)
     entry = await redis_client.xadd(calls, {"m": b"call"})
     await redis_client.xreadgroup(group, "w1", {calls: ">"})
-    row_id = await add(redis_client, name="k")
-    s = session(redis_client)
+    row_id = await add(db, name="k")
+    s = session(db)
     row = await s[Account].get(id=row_id)
     assert row is not None
     row.gold = 1
     await s[Account].update(row)
-    await add(redis_client, name="k2")  # unrelated
-    other = session(redis_client)
+    await add(db, name="k2")  # unrelated
+    other = session(db)
     r2 = await other[Account].get(id=row_id)
     r2.gold = 2  # type: ignore[union-attr]
     await other[Account].update(r2)
@@ -337,12 +355,14 @@ async def test_failed_commit_with_extras_neither_acks_nor_replies(
     assert await redis_client.exists(KEYS.reply_cache("r9"), KEYS.changes()) == 0
 
 
-async def test_extras_without_writes_still_ack_and_reply(redis_client: aioredis.Redis):
+async def test_extras_without_writes_still_ack_and_reply(
+    db: Any, redis_client: aioredis.Redis
+):
     calls, group = KEYS.calls(), "logic"
     await redis_client.xgroup_create(calls, group, id="0", mkstream=True)
     entry = await redis_client.xadd(calls, {"m": b"call"})
     await redis_client.xreadgroup(group, "w1", {calls: ">"})
-    result = await session(redis_client).commit(
+    result = await session(db).commit(
         CommitExtras(
             ack_stream=calls,
             ack_group=group,

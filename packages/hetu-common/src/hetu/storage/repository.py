@@ -109,10 +109,15 @@ class Repository:
         if row is _MISSING:
             row = self._snap.get(row_id, _MISSING)
         if row is _MISSING:
-            got = await self._session._redis.hgetall(
-                self._schema.row_prefix + str(row_id)
+            got = await self._session._redis.execute_command(
+                "HGETALL", self._schema.row_prefix + str(row_id)
             )
-            row = self._schema.decode_map(got) if got else None
+            if not got:
+                row = None
+            elif isinstance(got, list):  # FastRedis: raw reply
+                row = self._schema.decode(got)
+            else:  # redis-py: dict
+                row = self._schema.decode_map(got)
             self._snap[row_id] = row
         return row
 
