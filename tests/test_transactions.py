@@ -377,3 +377,27 @@ async def test_extras_without_writes_still_ack_and_reply(
     assert (await redis_client.xpending(calls, group))["pending"] == 0
     assert await redis_client.get(KEYS.reply_cache("r2")) == b"r"
     assert await redis_client.exists(KEYS.changes()) == 0
+
+
+async def test_update_to_a_taken_unique_value(db: Any, redis_client: aioredis.Redis):
+    await add(db, name="taken")
+    row_id = await add(db, name="free")
+    s = session(db)
+    row = await s[Account].get(id=row_id)
+    assert row is not None
+    row.name = "taken"  # the other row was not read: the commit script decides
+    await s[Account].update(row)
+    with pytest.raises(UniqueViolation, match="taken"):
+        await s.commit()
+    s = session(db)
+    row = await s[Account].get(id=row_id)
+    other = await s[Account].get(name="taken")
+    assert row is not None and other is not None
+    row.name = "taken"  # now it was read: rejected at once
+    with pytest.raises(UniqueViolation, match="taken"):
+        await s[Account].update(row)
+    row.name = "renamed"
+    await s[Account].update(row)
+    await s.commit()
+    names = await session(db)[Account].range("name", "[a", "[z", limit=-1)
+    assert sorted(names.name) == ["renamed", "taken"]

@@ -189,7 +189,7 @@ class Repository:
                 f"{self._schema.name}.update: row id={row_id} was not read in this "
                 "transaction (or was deleted); read it with get()/range() first"
             )
-        self._check_unique(new, row_id)
+        self._check_unique(new, row_id, old)
         self._cur[row_id] = (*new[:-1], old[-1])  # _version is not the caller's
 
     def delete(self, row_id: int) -> None:
@@ -242,12 +242,13 @@ class Repository:
             )
         return index
 
-    def _check_unique(self, new: tuple, row_id: int) -> None:
-        """Unique values of ``new`` against every other row this transaction sees."""
+    def _check_unique(self, new: tuple, row_id: int, old: tuple | None = None) -> None:
+        """Unique values of ``new`` (those that differ from ``old``) against every
+        other row this transaction sees."""
         for index in self._schema.unique:
-            if index.field == "id":
-                continue
             value = new[index.pos]
+            if index.field == "id" or (old is not None and old[index.pos] == value):
+                continue
             for other_id, other in self._visible():
                 if other_id != row_id and other[index.pos] == value:
                     raise UniqueViolation(
