@@ -157,4 +157,9 @@ def serve(
 
 def main() -> None:
     """Console entry point (``hetu-logic``)."""
+    if sys.argv[1:2] == ["migrate"]:  # subcommand beside the default (serve)
+        from hetu_logic.migrate import run
+
+        run(sys.argv[2:])
+        return
     app()
