@@ -60,8 +60,9 @@ REGISTRY = Registry(
 class FakeLogic:
     """Answers calls like a logic worker would, for gateway-only tests."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, redis_url: str = "") -> None:
         self.redis = redis
+        self.redis_url = redis_url
         self.keys = Keys(INSTANCE)
         self.calls: list[CallMsg] = []
         self.disconnects: list[CallMsg] = []
@@ -117,9 +118,11 @@ class FakeLogic:
 
 
 @pytest.fixture
-async def fake_logic(redis_client: aioredis.Redis) -> AsyncIterator[FakeLogic]:
+async def fake_logic(
+    redis_client: aioredis.Redis, redis_url: str
+) -> AsyncIterator[FakeLogic]:
     await redis_client.set(Keys(INSTANCE).registry(), registry_encoder.encode(REGISTRY))
-    logic = FakeLogic(redis_client)
+    logic = FakeLogic(redis_client, redis_url)
     task = asyncio.create_task(logic.run())
     yield logic
     task.cancel()

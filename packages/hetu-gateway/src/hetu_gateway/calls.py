@@ -22,16 +22,12 @@ from hetu.protocol import Call, Ok
 from hetu.wire import CallMsg, ReplyMsg, call_encoder
 from hetu_gateway.config import GatewayConfig
 from hetu_gateway.connection import Connection
-from hetu_gateway.registry import ON_DISCONNECT, RegistryView, Route
+from hetu_gateway.registry import RegistryView, Route
 from hetu_gateway.resp import RespConnection, pack_command
+from hetu_gateway.sweeper import ConnRecord, disconnect_commands
 
 logger = logging.getLogger(__name__)
 access_log = logging.getLogger("hetu_gateway.access")
-
-_RELEASE_LOGIN = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-    "return redis.call('DEL', KEYS[1]) end return 0"
-)
 
 
 class Calls:
@@ -195,35 +191,18 @@ class Calls:
         return conn if changed else None
 
     def on_close(self, conn: Connection) -> None:
-        """Forget the connection; run ``on_disconnect`` and release its login."""
+        """Forget the connection; run ``on_disconnect`` (not for a kicked one: its
+        user is online elsewhere) and release its login if still held."""
         if conn.inflight:
             self.waiting.pop(conn.inflight, None)
         conn.queue.clear()
+        rec = ConnRecord(conn.token, conn.caller, conn.group, conn.ud, conn.addr)
+        registry = None if conn.kicked else self.registry
         redis = self._redis()
-        registry = self.registry
-        route = registry.routes.get(ON_DISCONNECT) if registry is not None else None
-        if route is not None and not conn.kicked:
-            msg = CallMsg(
-                gw=self.gw_id,
-                conn=conn.id,
-                rid=f"{conn.token}:disconnect:{conn.id}",
-                sys=ON_DISCONNECT,
-                args=[],
-                caller=conn.caller,
-                group=conn.group,
-                ud=conn.ud,
-                addr=conn.addr,
-                ts=time.time(),
-            )
-            redis.send(
-                pack_command(
-                    b"XADD", route.stream, b"*", b"m", call_encoder.encode(msg)
-                )
-            )
-        if conn.caller:
-            login_key = self.keys.login(conn.caller)
-            value = f"{self.gw_id}:{conn.id}"
-            redis.send(pack_command(b"EVAL", _RELEASE_LOGIN, 1, login_key, value))
+        for command in disconnect_commands(
+            self.keys, registry, self.gw_id, conn.id, rec
+        ):
+            redis.send(pack_command(*command))
 
 
 def _within_rate_limits(conn: Connection, name: str, info: Any) -> bool:

@@ -12,6 +12,7 @@ import typer
 from hetu.errors import ConfigError
 from hetu_gateway.config import GatewayConfig, LogLevel
 from hetu_gateway.server import Server
+from hetu_gateway.subscriptions import Subscriptions
 
 EXIT_BAD_CONFIG = 2
 
@@ -52,6 +53,14 @@ def run(
             "the connection (code 1009).",
         ),
     ] = 1 << 20,
+    heartbeat_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="HETU_HEARTBEAT_TTL",
+            help="Seconds without a heartbeat after which other gateways treat "
+            "this one as dead and close its connections (on_disconnect, logins).",
+        ),
+    ] = 5.0,
     log_level: Annotated[
         str,
         typer.Option(envvar="HETU_LOG_LEVEL", help="debug, info, warning or error."),
@@ -86,10 +95,11 @@ def run(
         redis_url=redis,
         auth_key=auth_key,
         max_frame_bytes=max_frame,
+        heartbeat_ttl_s=heartbeat_ttl,
         log_level=level,
     )
     try:
-        Server(config).run()
+        Server(config, Subscriptions.factory).run()
     except ConfigError as exc:
         _fail(str(exc))
 

@@ -20,10 +20,12 @@ from hetu_gateway.calls import Calls
 from hetu_gateway.config import GatewayConfig
 from hetu_gateway.connection import CLOSE_KICKED, Connection
 from hetu_gateway.registry import load_registry
-from hetu_gateway.resp import RespConnection
+from hetu_gateway.resp import RespConnection, pack_command
 from hetu_gateway.session import Sessions
+from hetu_gateway.sweeper import ConnRecord, conns_key
 
 logger = logging.getLogger(__name__)
+record_encoder = msgspec.msgpack.Encoder()
 
 
 class SubscriptionService(Protocol):
@@ -38,6 +40,10 @@ class SubscriptionService(Protocol):
 
     def on_close(self, conn: Connection) -> None:
         """Drop the subscriptions of a closed connection."""
+        ...
+
+    def on_state_change(self, conn: Connection) -> None:
+        """The connection's caller, group or user data changed (row visibility)."""
         ...
 
     async def aclose(self) -> None:
@@ -64,6 +70,8 @@ class Instance:
         self.channel = self.keys.gateway(gw_id).encode()
         self.registry_channel = self.keys.registry_changed().encode()
         self.alive_key = self.keys.gateway_alive(gw_id)
+        self.conns_key = conns_key(self.keys, gw_id)
+        self._redis = redis
         self.subscriptions: SubscriptionService | None = None
         #: Calls that arrived before any worker published a registry.
         self._before_registry: list[tuple[Connection, Call]] = []
@@ -106,6 +114,9 @@ class Instance:
             conn = self.calls.on_reply(msg)
             if conn is not None and not conn.closed:
                 self.sessions.save(conn)
+                self.record(conn)
+                if self.subscriptions is not None:
+                    self.subscriptions.on_state_change(conn)
         elif isinstance(msg, KickMsg):
             conn = self.connections.get(msg.conn)
             if conn is not None:
@@ -115,9 +126,21 @@ class Instance:
                 conn.kicked = True
                 conn.close(CLOSE_KICKED, msg.reason)
 
+    def record(self, conn: Connection) -> None:
+        """Keep the connection's state where a sweeper finds it if we die."""
+        rec = ConnRecord(conn.token, conn.caller, conn.group, conn.ud, conn.addr)
+        self._redis().send(
+            pack_command(b"HSET", self.conns_key, conn.id, record_encoder.encode(rec))
+        )
+
+    def on_open(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self.record(conn)
+
     def on_close(self, conn: Connection) -> None:
         conn.closed = True
         self.connections.pop(conn.id, None)
+        self._redis().send(pack_command(b"HDEL", self.conns_key, conn.id))
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None

@@ -45,6 +45,7 @@ from hetu_gateway.connection import (
 )
 from hetu_gateway.instance import Instance, SubscriptionService
 from hetu_gateway.resp import RespConnection, open_connection, pack_command
+from hetu_gateway.sweeper import gateways_key, sweep_dead_gateways
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,8 @@ class Server:
         if self._cmd is not None and self._cmd.is_connected:
             with contextlib.suppress(Exception):
                 for inst in self.instances.values():
-                    await self._cmd.execute("DEL", inst.alive_key)
+                    await self._cmd.execute("DEL", inst.alive_key, inst.conns_key)
+                    await self._cmd.execute("SREM", gateways_key(inst.keys), self.gw_id)
             self._cmd.close()
         if self._sub is not None:
             self._sub.close()
@@ -222,10 +224,18 @@ class Server:
             handler(data)
 
     async def _heartbeat(self) -> None:
+        """Renew our alive keys; close the connections of gateways that died."""
         ttl_ms = int(self.config.heartbeat_ttl_s * 1000)
         while True:
-            for inst in self.instances.values():
+            for inst in list(self.instances.values()):
                 self.cmd().send(_set_px(inst.alive_key, self.gw_id, ttl_ms))
+                assert self.redis is not None
+                try:
+                    await sweep_dead_gateways(
+                        self.redis, inst.keys, self.gw_id, inst.calls.registry
+                    )
+                except (OSError, ConnectionError, aioredis.RedisError) as exc:
+                    logger.warning("sweeping dead gateways failed: %s", exc)
             await asyncio.sleep(self.config.heartbeat_ttl_s / 3)
 
     async def _keep_redis(self) -> None:
@@ -279,6 +289,7 @@ class Server:
                 inst.subscriptions = self._subscriptions(self, inst)
             ttl_ms = int(self.config.heartbeat_ttl_s * 1000)
             self.cmd().send(_set_px(inst.alive_key, self.gw_id, ttl_ms))
+            self.cmd().send(pack_command(b"SADD", gateways_key(inst.keys), self.gw_id))
             self.instances[name] = inst
             return inst
 
@@ -340,7 +351,7 @@ class Server:
             logger.error("Redis unavailable while opening conn %d: %s", conn_id, exc)
             await ws.close(CLOSE_INTERNAL, "gateway cannot reach Redis")
             return
-        inst.connections[conn_id] = conn
+        inst.on_open(conn)
         try:
             await ws.send(encode_welcome(welcome))
             if isinstance(ws, _FastConnection):
