@@ -41,6 +41,7 @@ from hetu.protocol import (
     encoder,
     server_msg_decoder,
 )
+from hetu.subscription import Subscription, watch_range, watch_row
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +175,30 @@ class Client:
         finally:
             timer.cancel()
             self._pending.pop(req_id, None)
+
+    async def watch_range(
+        self,
+        component: str,
+        index: str,
+        left: Any,
+        right: Any,
+        limit: int = 10,
+        desc: bool = False,
+    ) -> Subscription:
+        """Live view of rows with ``left <= index <= right`` (see hetu.subscription).
+
+        Raises:
+            CallError: ``bad_request`` or ``quota_exceeded``.
+        """
+        return await watch_range(self, component, index, left, right, limit, desc)
+
+    async def watch_row(self, component: str, index: str, value: Any) -> Subscription:
+        """Live view of the row whose ``index`` equals ``value`` (0 or 1 row).
+
+        Raises:
+            CallError: ``bad_request`` or ``quota_exceeded``.
+        """
+        return await watch_row(self, component, index, value)
 
     def on_push(self, sub: int, handler: Callable[[Push], None] | None) -> None:
         """Route pushes of subscription ``sub`` to ``handler`` (None: stop)."""

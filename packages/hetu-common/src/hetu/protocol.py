@@ -45,7 +45,7 @@ class WatchRow(msgspec.Struct, tag="wrow", array_like=True):
     """Subscribe to the row of ``comp`` whose ``index`` equals ``value``.
 
     ``since`` is the last change id the client saw (resume), ``""`` for a new
-    subscription.
+    subscription; ``view`` is then the client's rows at ``since``.
     """
 
     id: int
@@ -53,6 +53,7 @@ class WatchRow(msgspec.Struct, tag="wrow", array_like=True):
     index: str
     value: Any
     since: str = ""
+    view: list[dict[str, Any]] = []
 
 
 class WatchRange(msgspec.Struct, tag="wrange", array_like=True):
@@ -66,6 +67,7 @@ class WatchRange(msgspec.Struct, tag="wrange", array_like=True):
     limit: int = 10
     desc: bool = False
     since: str = ""
+    view: list[dict[str, Any]] = []
 
 
 class Unwatch(msgspec.Struct, tag="unwatch", array_like=True):

@@ -39,3 +39,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_send_buffer_bytes: int = 8 << 20
     #: How long a session (login state for reconnect) is kept after a change.
     session_ttl_s: int = 600
+    #: Subscriptions one connection may hold (more get ``quota_exceeded``).
+    max_subscriptions: int = 100
+    #: Largest ``limit`` of a watched range (larger gets ``quota_exceeded``).
+    max_watch_limit: int = 1000

@@ -1,0 +1,418 @@
+"""Live subscriptions of one instance: watch requests, snapshots, deltas, resume.
+
+一个实例的实时订阅：订阅请求、快照、增量推送与断线续订。
+
+A subscription starts from an atomic read of its window and the change log
+position (:func:`read_window`), then applies every later change entry of its
+cluster in order. Entries come from the instance's one :class:`ChangeLogReader`
+and are dispatched by component; a subscription that is catching up (behind the
+reader, resuming, or re-reading its window) buffers live entries in
+``pending`` and applies them, skipping those it already has, when caught up.
+See docs/architecture.md ("Subscriptions").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from hetu.protocol import (
+    ClientMsg,
+    Ok,
+    Push,
+    Subscribed,
+    Unwatch,
+    WatchRange,
+    WatchRow,
+)
+from hetu.storage import codec
+from hetu.wire import RowChange
+from hetu_gateway.changelog import ChangeLogReader, parse_id, read_log, read_window
+from hetu_gateway.connection import CLOSE_INTERNAL, Connection
+from hetu_gateway.rls import Visible, visibility
+from hetu_gateway.tables import Table, build_tables
+from hetu_gateway.window import Window, diff, order_key
+
+if TYPE_CHECKING:
+    from hetu_gateway.instance import Instance
+    from hetu_gateway.server import Server
+
+logger = logging.getLogger(__name__)
+
+_LOG_PAGE = 256
+_MAX_FETCH = 1 << 16
+_EMPTY = (b"[\xff", b"[\x00")  # a BYLEX range no member lies in
+
+
+class Change:
+    """One RowChange, with what every subscriber derives from it computed once."""
+
+    __slots__ = ("_client", "_members", "id", "row")
+
+    def __init__(self, ch: RowChange) -> None:
+        self.id = ch.id
+        self.row = ch.row  # None for a delete
+        self._client: dict[str, Any] | None = None
+        self._members: dict[str, bytes] = {}
+
+    def client_row(self) -> dict[str, Any]:
+        if self._client is None:
+            assert self.row is not None
+            self._client = {k: v for k, v in self.row.items() if k != "_version"}
+        return self._client
+
+    def member(self, field: str, encode: codec.Encoder) -> bytes | None:
+        got = self._members.get(field)
+        if got is None:
+            try:
+                got = encode(self.row[field]) + codec.encode_id(self.id)  # type: ignore[index]
+            except (KeyError, ValueError, TypeError, OverflowError):
+                got = b""
+            self._members[field] = got
+        return got or None
+
+
+Entry = tuple[str, list[Change]]
+
+
+class Sub:
+    """One subscription of one connection. 一个连接的一个订阅。"""
+
+    __slots__ = (
+        "cid", "closed", "conn", "desc", "encode", "field", "id", "lex", "pending",
+        "refill", "table", "visible", "window",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        sub_id: int,
+        conn: Connection,
+        table: Table,
+        field: str,
+        lex: codec.LexRange,
+        limit: int,
+        desc: bool,
+    ) -> None:
+        self.id = sub_id
+        self.conn = conn
+        self.table = table
+        self.field = field
+        self.encode = table.encoders[field]
+        self.lex = lex
+        self.desc = desc
+        self.window = Window(limit, limit + max(2, min(limit, 64)))
+        self.visible: Visible = visibility(table.info, conn)
+        self.cid = "0-0"
+        #: Entries held while catching up; None once live.
+        self.pending: deque[Entry] | None = deque()
+        self.refill = False
+        self.closed = False
+
+    def apply(self, cid: str, changes: list[Change]) -> None:
+        """Apply one committed entry's changes of this component; push the net
+        events of the view."""
+        window, lex, field, encode = self.window, self.lex, self.field, self.encode
+        touched: dict[int, bool] = {}
+        changed: set[int] = set()
+        for ch in changes:
+            key = None
+            if ch.row is not None:
+                member = ch.member(field, encode)
+                if (
+                    member is not None
+                    and codec.lex_contains(lex, member)
+                    and self.visible(ch.row)
+                ):
+                    key = order_key(member, self.desc)
+            if key is None:
+                if ch.id in window.rows:
+                    window.apply(ch.id, None, None, touched)
+                continue
+            window.apply(ch.id, key, ch.client_row(), touched)
+            changed.add(ch.id)
+        self.cid = cid
+        if touched:
+            events = window.events(touched, changed)
+            if events:
+                self.conn.send(Push(self.id, cid, events))
+        if window.needs_refill:
+            self.refill = True
+
+
+class Subscriptions:
+    """The subscription service of one instance (plugs into the gateway as its
+    ``SubscriptionService``). 一个实例的订阅服务。"""
+
+    def __init__(self, server: Server, inst: Instance) -> None:
+        assert server.redis is not None
+        self.redis: aioredis.Redis = server.redis
+        self.inst = inst
+        self.max_subs = server.config.max_subscriptions
+        self.max_limit = server.config.max_watch_limit
+        self._registry: Any = None
+        self._tables: dict[str, Table] = {}
+        self._by_comp: dict[str, dict[Sub, None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.reader = ChangeLogReader(
+            server.config.redis_url, self._streams, self._dispatch
+        )
+        self.reader.start()
+
+    @classmethod
+    def factory(cls, server: Server, inst: Instance) -> Subscriptions:
+        return cls(server, inst)
+
+    # --- registry -----------------------------------------------------------
+
+    def tables(self) -> dict[str, Table]:
+        view = self.inst.calls.registry
+        if view is not None and view is not self._registry:
+            self._tables = build_tables(self.inst.keys, view.registry)
+            self._registry = view
+        return self._tables
+
+    def _streams(self) -> list[str]:
+        return sorted({t.changes_key for t in self.tables().values()})
+
+    # --- requests -----------------------------------------------------------
+
+    def handle(self, conn: Connection, msg: ClientMsg) -> None:
+        """Answer a WatchRow/WatchRange/Unwatch request."""
+        if isinstance(msg, Unwatch):
+            sub = conn.subs.pop(msg.sub, None)
+            if sub is None:
+                conn.error(msg.id, "bad_request", f"no subscription {msg.sub}")
+                return
+            self._drop(sub)
+            conn.send(Ok(msg.id))
+            return
+        if not isinstance(msg, WatchRow | WatchRange):
+            conn.error(msg.id, "bad_request", "not a subscription request")
+            return
+        sub = self._check(conn, msg)
+        if sub is not None:
+            conn.subs[sub.id] = sub
+            self._spawn(self._open(sub, msg.since, msg.view))
+
+    def _check(self, conn: Connection, msg: Any) -> Sub | None:
+        if len(conn.subs) >= self.max_subs:
+            conn.error(
+                msg.id, "quota_exceeded", f"at most {self.max_subs} subscriptions"
+            )
+            return None
+        if msg.id in conn.subs:
+            conn.error(msg.id, "bad_request", f"subscription id {msg.id} in use")
+            return None
+        table = self.tables().get(msg.comp)
+        if table is None or msg.index not in table.encoders:
+            what = msg.comp if table is None else f"{msg.comp}.{msg.index}"
+            conn.error(msg.id, "bad_request", f"no indexed component field {what}")
+            return None
+        limit, desc = (1, False) if isinstance(msg, WatchRow) else (msg.limit, msg.desc)
+        if limit > self.max_limit:
+            conn.error(msg.id, "quota_exceeded", f"limit is at most {self.max_limit}")
+            return None
+        try:
+            if limit < 1:
+                raise ValueError("limit must be at least 1")
+            if isinstance(msg, WatchRow):
+                lex = codec.equal_range(table.encoders[msg.index](msg.value))
+            else:
+                dtype = table.dtypes[msg.index]
+                lex = codec.lex_range(dtype, msg.left, msg.right) or _EMPTY
+        except (ValueError, TypeError, OverflowError) as exc:
+            conn.error(msg.id, "bad_request", f"bad watch: {exc}"[:200])
+            return None
+        return Sub(msg.id, conn, table, msg.index, lex, limit, desc)
+
+    async def _open(self, sub: Sub, since: str, view: list[dict[str, Any]]) -> None:
+        table, conn = sub.table, sub.conn
+        try:
+            await self.reader.ensure(table.changes_key)
+            if since and await self._resumable(sub, since, view):
+                conn.send(Subscribed(sub.id, sub.id, since, [], fresh=False))
+                self._register(sub, catch_up=True)
+                return
+            items, info_last, more = await self._read(sub)
+            if sub.closed:
+                return
+            sub.window.load(items, more)
+            sub.cid = info_last
+            rows = list(sub.window.view().values())
+            conn.send(Subscribed(sub.id, sub.id, info_last, rows))
+            position = self.reader.positions.get(table.changes_key, "0-0")
+            self._register(sub, catch_up=parse_id(position) > parse_id(info_last))
+        except (OSError, RedisError) as exc:
+            self._fail(sub, exc)
+
+    async def _resumable(
+        self, sub: Sub, since: str, view: list[dict[str, Any]]
+    ) -> bool:
+        """Load the client's view at ``since`` if the log still holds what came
+        after it and the view is one this connection could have had."""
+        try:
+            parse_id(since)
+        except ValueError:
+            return False
+        _, info = await read_log(self.redis, sub.table.changes_key, since, 1)
+        if not info.holds_after(since) or len(view) > sub.window.limit:
+            return False
+        items = []
+        for row in view:
+            ch = Change(RowChange(sub.table.name, "update", row.get("id", 0), row))
+            member = ch.member(sub.field, sub.encode)
+            if member is None or not codec.lex_contains(sub.lex, member):
+                return False
+            if type(ch.id) is not int or not sub.visible(row):
+                return False
+            items.append((order_key(member, sub.desc), row))
+        items.sort(key=_first)
+        sub.window.load(items, more=len(items) >= sub.window.limit)
+        sub.cid = since
+        return True
+
+    async def _read(
+        self, sub: Sub
+    ) -> tuple[list[tuple[bytes, dict[str, Any]]], str, bool]:
+        """The visible rows of the window (up to its cap), the log position they
+        are consistent with, and whether more may exist."""
+        table, window = sub.table, sub.window
+        index_key = table.index_key(sub.field)
+        fetch = window.cap
+        while True:
+            reply, info = await read_window(
+                self.redis, index_key, sub.lex, sub.desc, fetch, table.row_prefix,
+                table.changes_key,
+            )  # fmt: skip
+            visible, decode = sub.visible, table.decode_row
+            items = []
+            for member, flat in reply:
+                if flat and visible(row := decode(flat)):
+                    items.append((order_key(member, sub.desc), row))
+            exhausted = len(reply) < fetch
+            if exhausted or len(items) > window.cap or fetch >= _MAX_FETCH:
+                return items, info.last, not exhausted or len(items) > window.cap
+            fetch *= 4
+
+    def _register(self, sub: Sub, catch_up: bool) -> None:
+        if sub.closed:
+            return
+        self._by_comp.setdefault(sub.table.name, {})[sub] = None
+        if catch_up or sub.refill:
+            self._spawn(self._sync(sub, catch_up))
+        else:
+            sub.pending = None
+
+    async def _sync(self, sub: Sub, catch_up: bool) -> None:
+        """Bring a subscription from ``sub.cid`` to live: read the log after it,
+        re-read the window when asked (or when the log lost entries), then apply
+        the held live entries."""
+        key, name = sub.table.changes_key, sub.table.name
+        pending = sub.pending
+        assert pending is not None
+        try:
+            while not sub.closed:
+                if sub.refill:
+                    await self._refill(sub)
+                elif catch_up:
+                    entries, info = await read_log(self.redis, key, sub.cid, _LOG_PAGE)
+                    if not info.holds_after(sub.cid):
+                        sub.refill = True
+                        continue
+                    for cid, changes in entries:
+                        mine = [Change(c) for c in changes if c.comp == name]
+                        sub.apply(cid, mine)
+                        if sub.refill or sub.closed:
+                            break
+                    catch_up = len(entries) == _LOG_PAGE
+                elif pending:
+                    cid, changes = pending.popleft()
+                    if parse_id(cid) > parse_id(sub.cid):
+                        sub.apply(cid, changes)
+                else:
+                    sub.pending = None
+                    return
+        except (OSError, RedisError) as exc:
+            self._fail(sub, exc)
+
+    async def _refill(self, sub: Sub) -> None:
+        """Re-read the window; push the difference under the position read."""
+        sub.refill = False
+        items, last, more = await self._read(sub)
+        if sub.closed:
+            return
+        old = sub.window.view()
+        sub.window.load(items, more)
+        events = diff(old, sub.window.view())
+        if parse_id(last) > parse_id(sub.cid):
+            sub.cid = last
+        if events:
+            sub.conn.send(Push(sub.id, sub.cid, events))
+
+    def _fail(self, sub: Sub, exc: Exception) -> None:
+        # The client's reconnect resumes every subscription from its change id.
+        logger.error("subscription %d of conn %d failed: %s", sub.id, sub.conn.id, exc)
+        sub.conn.close(CLOSE_INTERNAL, "subscription lost Redis; reconnect")
+
+    # --- change log ---------------------------------------------------------
+
+    def _dispatch(self, stream: str, cid: str, changes: list[RowChange]) -> None:
+        by_comp = self._by_comp
+        groups: dict[str, list[Change]] = {}
+        for ch in changes:
+            if ch.comp in by_comp:
+                groups.setdefault(ch.comp, []).append(Change(ch))
+        for comp, mine in groups.items():
+            for sub in by_comp[comp]:
+                if sub.pending is not None:
+                    sub.pending.append((cid, mine))
+                    continue
+                sub.apply(cid, mine)
+                if sub.refill:
+                    sub.pending = deque()
+                    self._spawn(self._sync(sub, catch_up=False))
+
+    # --- connection events --------------------------------------------------
+
+    def on_state_change(self, conn: Connection) -> None:
+        """The connection's caller, group or user data changed: re-check rows."""
+        for sub in conn.subs.values():
+            if sub.table.info.permission == "EVERYBODY":
+                continue
+            sub.visible = visibility(sub.table.info, conn)
+            sub.refill = True
+            if sub.pending is None:
+                sub.pending = deque()
+                self._spawn(self._sync(sub, catch_up=False))
+
+    def on_close(self, conn: Connection) -> None:
+        for sub in conn.subs.values():
+            self._drop(sub)
+        conn.subs.clear()
+
+    def _drop(self, sub: Sub) -> None:
+        sub.closed = True
+        subs = self._by_comp.get(sub.table.name)
+        if subs is not None:
+            subs.pop(sub, None)
+            if not subs:
+                del self._by_comp[sub.table.name]
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self.reader.aclose()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _first(item: tuple[bytes, Any]) -> bytes:
+    return item[0]
