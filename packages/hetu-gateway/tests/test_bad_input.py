@@ -157,3 +157,24 @@ async def test_flood_is_limited_then_closed(start_gateway: Any) -> None:
         assert ws.close_code == 4029
         assert "rate_limited" in codes
         assert await healthy.call("hello") == "hello"
+
+
+async def test_a_bug_closes_only_that_connection(
+    start_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await start_gateway()
+    async with hetu.client.connect(url_of(gw)) as healthy:
+        assert await healthy.call("hello") == "hello"
+        calls = gw.instances["test"].calls
+        original = calls.submit
+
+        def buggy(conn: Any, call: Any) -> None:
+            if call.sys == "boom":
+                raise RuntimeError("injected bug")
+            original(conn, call)
+
+        monkeypatch.setattr(calls, "submit", buggy)
+        ws, pipe = await raw_open(url_of(gw))
+        await ws.send(pipe.encode(encoder.encode(Call(1, "boom", []))))
+        assert await wait_closed(ws) == (1011, "internal error")
+        assert await healthy.call("hello") == "hello"

@@ -25,6 +25,9 @@ CLOSE_TOO_SLOW = 4009
 CLOSE_FLOOD = 4029
 CLOSE_INTERNAL = 1011
 
+#: Close tasks in progress (the loop keeps only weak references to tasks).
+_closing: set[asyncio.Task[None]] = set()
+
 # FIN + binary opcode, then the 7-bit length, for payloads under 126 bytes.
 _SMALL_HEADERS = [bytes((0x82, n)) for n in range(126)]
 
@@ -131,4 +134,6 @@ class Connection:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        task = asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)

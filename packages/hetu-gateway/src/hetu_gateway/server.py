@@ -71,7 +71,14 @@ class _FastConnection(ServerConnection):
             and event.opcode is Opcode.BINARY
             and event.fin
         ):
-            on_frame(bytes(event.data))  # no copy when already bytes
+            try:
+                on_frame(bytes(event.data))  # no copy when already bytes
+            except Exception:
+                # The one catch-and-log point per connection: a bug in handling
+                # one message closes that connection only.
+                logger.exception("error handling a frame; closing the connection")
+                self.protocol.fail(CLOSE_INTERNAL, "internal error")
+                self.send_data()
             return
         super().process_event(event)
 
