@@ -33,6 +33,7 @@ from hetu import snowflake
 from hetu.errors import ConfigError
 from hetu.keys import Keys
 from hetu.registry import AppLayout, build_layout, default_namespace
+from hetu.storage.fastredis import FastRedis
 from hetu_logic.config import LogicConfig
 from hetu_logic.executor import Executor
 from hetu_logic.future_calls import run_future_calls
@@ -84,7 +85,8 @@ class Worker:
         self.tasks: list[TaskFactory] = list(BUILTIN_TASKS)
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
-        self.redis: aioredis.Redis | None = None
+        self.redis: aioredis.Redis | None = None  # registry, leases, stream reads
+        self.fast: FastRedis | None = None  # the hot path (Sessions, replies)
         self.layout: AppLayout | None = None
         self.executor: Executor | None = None
         self.streams: CallStreams | None = None
@@ -162,7 +164,8 @@ class Worker:
             idle_ms=cfg.idle_ms,
         )
         await self.streams.ensure_groups()
-        self.executor = Executor(self.redis, self.keys, layout, cfg)
+        self.fast = await FastRedis.from_url(cfg.redis_url)
+        self.executor = Executor(self.fast, self.keys, layout, cfg)
         logger.info(
             "serving namespace %s, clusters %s, registry version %d as %s",
             layout.namespace,
@@ -212,4 +215,7 @@ class Worker:
                 self._lease = None
             await self.redis.aclose()
             self.redis = None
+        if self.fast is not None:
+            await self.fast.aclose()
+            self.fast = None
         logger.info("stopped")
