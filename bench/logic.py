@@ -95,7 +95,9 @@ async def bench(redis_url: str, pid: int, seconds: float, only: str | None) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Logic worker calls/s and CPU per call"
+    )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", choices=sorted(WORKLOADS))
     args = parser.parse_args()
