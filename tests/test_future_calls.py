@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,21 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from hetu.future_call import is_future_calls
 from hetu.keys import Keys
-from hetu.testing import CallError, FakeGateway, WorkerProcess
+from hetu.registry import build_layout
+from hetu.testing import AppTester, CallError, FakeGateway, WorkerProcess
 from hetu.wire import call_decoder
+from hetu_logic.future_calls import Mover
+from hetu_logic.worker import load_app
 
 APP = str(Path(__file__).parent / "apps" / "timers.py")
+
+
+def load_timers() -> None:
+    """Define the timers app in this process (for in-process workers)."""
+    if "timers" not in sys.modules:
+        load_app(APP)
 
 
 @pytest.fixture
@@ -148,3 +159,30 @@ async def test_bad_targets_are_refused_when_scheduling(
     assert "FutureCall target 'nope' is not a System" in log
     assert "takes 1 to 1 arguments, got 0" in log
     assert "limit is 1023" in log
+
+
+async def test_concurrent_movers_stream_each_row_once(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    load_timers()
+    layout = build_layout("Timers")
+    comp = next(c for c in layout.cluster_of_comp if is_future_calls(c))
+    by_id = {c.id: Keys("default").cluster(c.tag) for c in layout.clusters}
+    ckeys = by_id[layout.cluster_of_comp[comp].id]
+    # Hold the table's lease so the in-process worker's own mover stands by.
+    await redis_client.set(ckeys.future_calls_mover(comp.name_), "test", px=60_000)
+    movers = [
+        Mover(redis_client, layout, comp, ckeys, by_id, 1000, f"m{i}") for i in range(4)
+    ]
+    async with AppTester(redis_url, namespace="Timers") as t:
+        await t.call("schedule_many", 0, 300, time.time() - 1, 0.5)
+        now_ms = int(time.time() * 1000)
+        moved = 0
+        while await pending_calls(redis_client, t):
+            got = await asyncio.gather(*(m.move_due(now_ms) for m in movers))
+            moved += sum(got)
+        assert moved == 300
+        rids = await streamed_rids(redis_client, t)
+        assert len(rids) == len(set(rids)) == 300
+        rows = await wait_rows(t, 0, 299, 300, timeout_s=10)
+        assert len(rows) == 300 and all(r["count"] == 1 for r in rows)

@@ -83,3 +83,7 @@ class ClusterKeys:
     def reply_cache(self, rid: str) -> str:
         """Cached reply of request ``rid`` (expires)."""
         return f"{self.key_prefix}rsp:{rid}"
+
+    def future_calls_mover(self, comp: str) -> str:
+        """Lease of the worker moving due rows of FutureCalls table ``comp``."""
+        return f"{self.key_prefix}fcm:{comp}"

@@ -3,12 +3,13 @@
 把到期的 FutureCalls 原子地移入调用流，恰好一次。
 
 Every worker runs one mover per FutureCalls table (``hetu.future_call``) in the
-clusters it serves. A mover sleeps until the earliest due time (at most
-``POLL_S``), reads the due rows through the due-time index, and runs ``_MOVE``: per
-row, if its ``_version`` is still the one read, XADD a ``CallMsg`` with rid
+clusters it serves; the one holding the table's lease (``_Lease``) works, the
+others stand by. It sleeps until the earliest due time (at most ``POLL_S``), reads
+the due rows through the due-time index, and runs ``_MOVE``: per row, if its
+``_version`` is still the one read, XADD a ``CallMsg`` with rid
 ``fc:<id>:<due_ms>`` to the target System's stream, then delete the row or
 reschedule it (``interval_s``/``cron``), and append one change event for the rows
-moved. A row another worker moved first has a new version (or is gone) and is
+moved. A row another mover moved first has a new version (or is gone) and is
 skipped, so however many workers run, each due time of a row is streamed once; the
 executor's commit script then applies it once (the rid's cached reply answers a
 redelivered entry). See docs/architecture.md "FutureCalls".
@@ -46,6 +47,17 @@ while a mover sleeps towards a later due time."""
 BATCH = 256
 """Rows moved per script call."""
 _RETRY_S = 1.0
+LEASE_MS = 1000
+"""One worker per table moves rows (the others would only lose the version checks
+and waste CPU); a standby takes over this long after the mover dies."""
+_STANDBY_S = 0.1
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
 _DUE_OFFSET = 1 << 63
 
 # KEYS: row, stream, index and changes keys, numbered by ARGV.
@@ -103,6 +115,40 @@ return c
 """
 
 
+class _Lease:
+    """Who moves a table: held with SET NX PX, renewed every third of ``LEASE_MS``.
+
+    Only an optimisation: two movers at once (a stalled holder) stay exactly once
+    through the version checks of ``_MOVE``.
+    """
+
+    def __init__(self, redis: aioredis.Redis, key: str, token: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.token = token
+        self.held = False
+        self._next_check = 0.0
+        self._renew = redis.register_script(_RENEW)
+
+    async def hold(self) -> bool:
+        """Whether this worker moves the table now (takes or renews the lease)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return self.held
+        if self.held:
+            got: Any = await self._renew(keys=[self.key], args=[self.token, LEASE_MS])
+        else:
+            got = await self.redis.set(self.key, self.token, nx=True, px=LEASE_MS)
+        self.held = bool(got)
+        self._next_check = now + (LEASE_MS / 3000 if self.held else _STANDBY_S)
+        return self.held
+
+    async def release(self) -> None:
+        if self.held:
+            self.held = False
+            await self._renew(keys=[self.key], args=[self.token, 0])
+
+
 def _due_of(member: bytes) -> int:
     return int.from_bytes(member[:8], "big") - _DUE_OFFSET
 
@@ -135,8 +181,10 @@ class Mover:
         ckeys: ClusterKeys,
         keys_of_cluster: dict[int, ClusterKeys],
         changes_maxlen: int,
+        token: str,
     ) -> None:
         self.redis = redis
+        self.lease = _Lease(redis, ckeys.future_calls_mover(comp.name_), token)
         self.comp = comp
         self.ckeys = ckeys
         self.schema = schema_of(comp, ckeys)
@@ -230,7 +278,7 @@ class Mover:
         """Move due rows until ``stopping`` is set."""
         while not stopping.is_set():
             try:
-                delay_s = await self._step()
+                delay_s = await self._step() if await self.lease.hold() else _STANDBY_S
             except (RedisError, OSError) as e:
                 logger.warning("FutureCalls of %s: %s; retrying", self.comp.name_, e)
                 delay_s = _RETRY_S
@@ -238,6 +286,8 @@ class Mover:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay_s):
                         await stopping.wait()
+        with contextlib.suppress(RedisError, OSError):
+            await self.lease.release()  # a standby takes over at once
 
     async def _step(self) -> float:
         """One look at the table; how long to sleep before the next."""
@@ -266,6 +316,7 @@ async def run_future_calls(worker: Worker) -> None:
             keys_of_cluster[cluster.id],
             keys_of_cluster,
             worker.config.changes_maxlen,
+            worker.consumer,
         )
         for cluster in streams.by_stream.values()
         for comp in cluster.components
