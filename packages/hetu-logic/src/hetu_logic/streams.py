@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from hetu.cluster import SystemCluster
 from hetu.keys import Keys
+from hetu.storage.fastredis import FastRedis
 from hetu.wire import CallMsg, call_decoder
 
 logger = logging.getLogger(__name__)
@@ -33,48 +33,48 @@ class Entry:
 
 
 class CallStreams:
-    """The ``calls`` streams of the clusters one worker serves."""
+    """The ``calls`` streams of the clusters one worker serves, read on a
+    connection of their own (XREADGROUP blocks it)."""
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        reader: FastRedis,
         keys: Keys,
         clusters: list[SystemCluster],
         consumer: str,
         *,
-        batch_size: int,
         block_ms: int,
         idle_ms: int,
     ) -> None:
-        self.redis = redis
+        self.reader = reader
         self.consumer = consumer
-        self.batch_size = batch_size
         self.block_ms = block_ms
         self.idle_ms = idle_ms
         self.by_stream = {keys.cluster(c.tag).calls(): c for c in clusters}
-        self._read_ids = dict.fromkeys(self.by_stream, ">")
+        names = list(self.by_stream)
+        self._streams_args = ("STREAMS", *names, *([">"] * len(names)))
 
     async def ensure_groups(self) -> None:
         """Create group ``logic`` on every stream (and the stream), from the start
         of the stream, so calls queued before the first worker are served."""
         for stream in self.by_stream:
             try:
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+                await self.reader.execute_command(
+                    "XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"
+                )
             except ResponseError as e:
                 if "BUSYGROUP" not in str(e):
                     raise
 
-    def _entries(
-        self, stream: str, raw: list[Any], claimed: bool = False
-    ) -> list[Entry]:
+    def _entries(self, stream: str, raw: list[Any]) -> list[Entry]:
         cluster = self.by_stream[stream]
         out: list[Entry] = []
         for entry_id, fields in raw:
             if fields is None:  # deleted while pending
                 continue
             try:
-                msg = call_decoder.decode(fields[b"m"])
-            except (msgspec.DecodeError, KeyError, TypeError):
+                msg = call_decoder.decode(fields[fields.index(b"m") + 1])
+            except (msgspec.DecodeError, ValueError, IndexError):
                 logger.warning("undecodable call %s on %s", entry_id, stream)
                 msg = None
             out.append(Entry(cluster, stream, entry_id, msg))
@@ -83,13 +83,11 @@ class CallStreams:
     async def read(self, count: int, block: bool = True) -> list[Entry]:
         """Up to ``count`` new entries across all streams; waits up to
         ``block_ms`` for the first one when ``block``."""
-        got: Any = await self.redis.xreadgroup(
-            GROUP,
-            self.consumer,
-            self._read_ids,  # pyright: ignore[reportArgumentType]
-            count=count,
-            block=self.block_ms if block else None,
-        )
+        wait = ("BLOCK", self.block_ms) if block else ()
+        got = await self.reader.execute_command(
+            "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count,
+            *wait, *self._streams_args,
+        )  # fmt: skip
         out: list[Entry] = []
         for stream, raw in got or ():
             out.extend(self._entries(stream.decode(), raw))
@@ -101,23 +99,14 @@ class CallStreams:
         for stream in self.by_stream:
             start: Any = "0-0"
             while len(out) < count:
-                got = await self.redis.xautoclaim(
-                    stream,
-                    GROUP,
-                    self.consumer,
-                    self.idle_ms,
-                    start_id=start,
-                    count=count - len(out),
-                )
-                start, raw = got[0], got[1]
-                out.extend(self._entries(stream, raw))
-                if start in (b"0-0", "0-0"):
+                got = await self.reader.execute_command(
+                    "XAUTOCLAIM", stream, GROUP, self.consumer, self.idle_ms, start,
+                    "COUNT", count - len(out),
+                )  # fmt: skip
+                start = got[0]
+                out.extend(self._entries(stream, got[1]))
+                if start == b"0-0":
                     break
         if out:
             logger.info("claimed %d pending calls from idle consumers", len(out))
         return out
-
-    async def delete_consumer(self) -> None:
-        """Remove this consumer from every group (only once it has no pending)."""
-        for stream in self.by_stream:
-            await self.redis.xgroup_delconsumer(stream, GROUP, self.consumer)

@@ -87,6 +87,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self.redis: aioredis.Redis | None = None  # registry, leases, stream reads
         self.fast: FastRedis | None = None  # the hot path (Sessions, replies)
+        self._reader: FastRedis | None = None  # blocking stream reads
         self.layout: AppLayout | None = None
         self.executor: Executor | None = None
         self.streams: CallStreams | None = None
@@ -154,12 +155,12 @@ class Worker:
             self.redis, self.keys, layout.registry, cfg.app or "app.py"
         )
         self._lease = await snowflake.lease_worker_id(self.redis, cfg.instance)
+        self._reader = await FastRedis.from_url(cfg.redis_url)
         self.streams = CallStreams(
-            self.redis,
+            self._reader,
             self.keys,
             clusters,
             self.consumer,
-            batch_size=cfg.batch_size,
             block_ms=cfg.block_ms,
             idle_ms=cfg.idle_ms,
         )
@@ -215,7 +216,8 @@ class Worker:
                 self._lease = None
             await self.redis.aclose()
             self.redis = None
-        if self.fast is not None:
-            await self.fast.aclose()
-            self.fast = None
+        for client in (self.fast, self._reader):
+            if client is not None:
+                await client.aclose()
+        self.fast = self._reader = None
         logger.info("stopped")
