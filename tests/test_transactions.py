@@ -309,6 +309,7 @@ async def test_commit_extras(db: Any, redis_client: aioredis.Redis):
             reply_channel="gw:test",
             reply=b"other",
             reply_cache_key=KEYS.reply_cache("r1"),
+            reply_cache_ttl_s=60,
             changes_stream=KEYS.changes(),
         )
     )
@@ -401,3 +402,10 @@ async def test_update_to_a_taken_unique_value(db: Any, redis_client: aioredis.Re
     await s.commit()
     names = await session(db)[Account].range("name", "[a", "[z", limit=-1)
     assert sorted(names.name) == ["renamed", "taken"]
+
+
+def test_extras_reject_what_would_fail_halfway() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        CommitExtras(reply_cache_key="k")
+    with pytest.raises(ValueError, match="ack_group"):
+        CommitExtras(ack_stream="s", ack_id="1-0")

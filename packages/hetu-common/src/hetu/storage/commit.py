@@ -47,6 +47,13 @@ class CommitExtras(msgspec.Struct, frozen=True, kw_only=True):
     changes_stream: str = ""
     changes_maxlen: int = 100_000
 
+    def __post_init__(self) -> None:
+        # a Lua error halfway would leave the writes applied: refuse bad input here
+        if self.reply_cache_key and self.reply_cache_ttl_s <= 0:
+            raise ValueError("CommitExtras: reply_cache_key needs reply_cache_ttl_s>0")
+        if self.ack_stream and not (self.ack_group and self.ack_id):
+            raise ValueError("CommitExtras: ack_stream needs ack_group and ack_id")
+
 
 class CommitResult(msgspec.Struct, frozen=True):
     """Outcome of a commit that did not fail. 未失败的提交结果。
