@@ -200,6 +200,10 @@ async def test_rls_randomized(
                     await asyncio.sleep(0.003)
                 w.drain()
         await asyncio.sleep(0.1)
+        items, docs = (
+            await table(redis_client, "Item"),
+            await table(redis_client, "Doc"),
+        )
         for w in watchers:
             w.drain()
             assert w.shadow == {"Item": w.items.rows, "Doc": w.docs.rows}
