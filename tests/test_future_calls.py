@@ -16,7 +16,7 @@ from hetu.future_call import is_future_calls
 from hetu.keys import Keys
 from hetu.registry import build_layout
 from hetu.testing import AppTester, CallError, FakeGateway, WorkerProcess
-from hetu.wire import call_decoder
+from hetu.wire import call_decoder, change_event_decoder
 from hetu_logic.future_calls import Mover
 from hetu_logic.worker import load_app
 
@@ -142,6 +142,18 @@ async def test_recurring_ensure_cancel_and_cron(
         assert 1 <= len(rows[4]) <= 3
         assert all(r["due_ms"] % 1000 == 0 for r in rows[4])
         assert await pending_calls(redis_client, gw) == 0
+        # Rescheduling commits change events carrying the row's next due time.
+        assert gw.registry is not None
+        cid = gw.registry.components["FutureCalls:timers"].cluster
+        tag = next(c.tag for c in gw.registry.clusters if c.id == cid)
+        events: Any = await redis_client.xrange(Keys("default").cluster(tag).changes())
+        nexts = [
+            c.row["due_ms"]
+            for _, fields in events
+            for c in change_event_decoder.decode(fields[b"m"])
+            if c.id == every and c.kind == "update" and c.row is not None
+        ]
+        assert nexts == [*dues[1:], dues[-1] + 300]
 
 
 async def test_bad_targets_are_refused_when_scheduling(
@@ -184,5 +196,12 @@ async def test_concurrent_movers_stream_each_row_once(
         assert moved == 300
         rids = await streamed_rids(redis_client, t)
         assert len(rids) == len(set(rids)) == 300
+        events: Any = await redis_client.xrange(ckeys.changes())
+        kinds = [
+            (c.comp, c.kind)
+            for _, fields in events
+            for c in change_event_decoder.decode(fields[b"m"])
+        ]
+        assert kinds.count((comp.name_, "delete")) == 300  # one per row moved
         rows = await wait_rows(t, 0, 299, 300, timeout_s=10)
         assert len(rows) == 300 and all(r["count"] == 1 for r in rows)

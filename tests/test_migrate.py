@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
 from hetu.keys import Keys
 from hetu.storage import codec
 from hetu.wire import CallMsg, Registry, call_encoder, registry_decoder
+from hetu_logic.migrate import convert, is_widening
 
 APP = """
 import numpy as np
@@ -195,3 +197,51 @@ def test_refuses_while_a_worker_runs(
     assert refused.returncode == 2 and "are running; stop them" in refused.stderr
     assert rows(r, tag_of(registry(r), "Item"))["a"]["qty"] == "5"
     assert registry(r).version == 1
+
+
+def spec(dtype: str, is_bool: bool = False) -> dict[str, Any]:
+    return {"dtype": dtype, "is_bool": is_bool}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widening"),
+    [
+        ("|i1", "<i2", True),
+        ("|u1", "<i2", True),
+        ("<i2", "|u1", False),
+        ("<i8", "<i4", False),
+        ("<u4", "<i4", False),
+        ("<i2", "<f4", True),
+        ("<i4", "<f4", False),
+        ("<i4", "<f8", True),
+        ("<i8", "<f8", False),
+        ("<f4", "<f8", True),
+        ("<f8", "<f4", False),
+        ("<f4", "<i8", False),
+        ("<U16", "<U32", True),
+        ("<U32", "<U16", False),
+        ("|S4", "|S8", True),
+        ("<U8", "|S32", False),
+    ],
+)
+def test_widening_rules(old: str, new: str, widening: bool) -> None:
+    assert is_widening(spec(old), spec(new)) is widening
+
+
+def test_bool_widens_to_int_but_not_back() -> None:
+    assert is_widening(spec("|i1", True), spec("<i4"))
+    assert not is_widening(spec("|i1"), spec("|i1", True))
+
+
+def test_convert_keeps_what_fits_else_default() -> None:
+    assert convert(300, "|i1", False, 0) == 0
+    assert convert(-7, "|i1", False, 0) == -7
+    assert convert(2.9, "<i4", False, 0) == 2
+    assert convert(float("nan"), "<i4", False, 5) == 5
+    assert convert("12", "<i8", False, 0) == 12
+    assert convert("x", "<i8", False, 9) == 9
+    assert convert(1 / 3, "<f4", False, 0.0) == float(np.float32(1 / 3))
+    assert convert("héllo", "<U2", False, "") == "hé"
+    assert convert(b"abc", "<U8", False, "") == "abc"
+    assert convert("abc", "|S2", False, b"") == b"ab"
+    assert convert(5, "|i1", True, 0) == 1
