@@ -235,6 +235,8 @@ class Subscriptions:
         try:
             await self.reader.ensure(table.changes_key)
             if since and await self._resumable(sub, since, view):
+                if sub.closed:
+                    return
                 conn.send(Subscribed(sub.id, sub.id, since, [], fresh=False))
                 self._register(sub, catch_up=True)
                 return
