@@ -245,3 +245,20 @@ def test_convert_keeps_what_fits_else_default() -> None:
     assert convert(b"abc", "<U8", False, "") == "abc"
     assert convert("abc", "|S2", False, b"") == b"ab"
     assert convert(5, "|i1", True, 0) == 1
+
+
+def test_field_made_unique_is_checked(
+    tmp_path: Path, redis_url: str, r: redis.Redis, stored_v1: str
+) -> None:
+    more = '    color: "<U8" = hetu.property_field("red", unique=True)\n'
+    app = write_app(tmp_path / "mig_app.py", more_fields=more)
+    refused = hetu_logic("migrate", app, "--redis", redis_url)
+    assert refused.returncode == 2
+    assert "Item.color must be unique but several rows would hold 'red'" in (
+        refused.stderr
+    )
+    assert registry(r).version == 1
+    app = write_app(tmp_path / "mig_app.py", qty_index=", unique=True")
+    done = hetu_logic("migrate", app, "--redis", redis_url)
+    assert done.returncode == 0, done.stderr
+    assert "check qty is unique" in done.stdout

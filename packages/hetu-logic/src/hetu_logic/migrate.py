@@ -147,6 +147,7 @@ def _table_step(
             step.actions.append(f"build index {name}")
         if unique and (not info.indexes.get(name) or name in step.retype):
             step.check_unique.append(name)
+            step.actions.append(f"check {name} is unique")
     for name in info.indexes.keys() - cur.indexes.keys():
         step.drop_indexes.append(name)
         step.actions.append(f"drop index {name}")
