@@ -123,6 +123,13 @@ def serve(
     log_level: Annotated[
         LogLevel, typer.Option(help="Logging level.", envvar="HETU_LOG_LEVEL")
     ] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log one line per call (logger hetu_logic.access).",
+            envvar="HETU_ACCESS_LOG",
+        ),
+    ] = True,
     show_version: Annotated[
         bool,
         typer.Option(
@@ -135,6 +142,8 @@ def serve(
         level=log_level.upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
     )
+    if not access_log:
+        logging.getLogger("hetu_logic.access").setLevel(logging.WARNING)
     try:
         config = LogicConfig(
             app=app_file,
