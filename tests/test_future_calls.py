@@ -156,12 +156,14 @@ async def test_recurring_ensure_cancel_and_cron(
         assert nexts == [*dues[1:], dues[-1] + 300]
 
 
-async def test_bad_targets_are_refused_when_scheduling(
+async def test_targets_are_checked_when_scheduling(
     redis_client: aioredis.Redis, redis_url: str, workers: list[WorkerProcess]
 ) -> None:
     workers.append(start(redis_url))
     workers[0].wait_ready()
     async with FakeGateway(redis_client) as gw:
+        await gw.call("schedule_fn", 9)
+        assert [r["count"] for r in await wait_rows(gw, 9, 9, 1, 10)] == [1]
         for args in (("nope",), ("fired", 1), ("fire",), ("fire", "x" * 2000)):
             with pytest.raises(CallError) as e:
                 await gw.call("schedule_to", *args)

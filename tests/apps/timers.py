@@ -98,3 +98,9 @@ async def fired(ctx: hetu.SystemContext, lo: int, hi: int):
 async def schedule_to(ctx: hetu.SystemContext, target: str, *args):
     """Schedule any ``target`` (to test the refusals)."""
     return hetu.ResponseToClient(await ctx.depend[FC](ctx, -60, target, *args))
+
+
+@hetu.define_system(namespace=NS, permission=EVERYBODY, depends=(FC,))
+async def schedule_fn(ctx: hetu.SystemContext, tag: int):
+    """Name the target by its function, as apps of the original engine may."""
+    return hetu.ResponseToClient(await ctx.depend[FC](ctx, -0.1, fire, tag))

@@ -181,14 +181,16 @@ def next_due_ms(row: Any, now_ms: int) -> int | None:
 def _new_row(
     ctx: SystemContext,
     at: float,
-    system: str,
+    system: Any,
     args: tuple[Any, ...],
     timeout: float,
     recurring: bool | float,
     cron: str,
 ) -> Any:
+    if not isinstance(system, str):  # the System's function itself
+        system = str(getattr(system, "__name__", system))
     target = ctx._runner.systems.get(system)
-    if target is None or target.endpoint or ":" in system:
+    if target is None or target.endpoint or ":" in system or len(system) > 64:
         raise ValueError(
             f"FutureCall target {system!r} is not a System of this app; give the "
             "name of an `async def` decorated by hetu.define_system"
