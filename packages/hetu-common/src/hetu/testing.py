@@ -36,7 +36,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 
@@ -98,7 +98,7 @@ class FakeGateway:
         if self._pubsub is not None:
             await self._pubsub.aclose()
 
-    async def __aenter__(self) -> FakeGateway:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -325,15 +325,33 @@ class Executor:
         return None if raw is None else raw.decode()
 
     async def call_system(
-        self, ctx: SystemContext, name: str, args: tuple[Any, ...], uuid: str | None
+        self,
+        ctx: SystemContext,
+        name: str,
+        args: tuple[Any, ...],
+        uuid: str | None,
+        *,
+        once_rid: str | None = None,
     ) -> Any:
+        """Run System ``name`` in its own transaction for ``ctx``. Its request id is
+        ``<ctx.request_id>/<n>`` for the n-th call of ``ctx``; ``lock:<name>:<uuid>``
+        for a ``call_lock`` System given ``uuid``; ``once_rid`` if given (engine
+        use: on_start, FutureCalls). The last two are remembered 30 days and a
+        repeat returns None.
+
+        Raises:
+            ValueError: no such System.
+            Exception: what the System raised (ClientReject, UniqueViolation, ...).
+        """
         d = self.systems.get(name)
         if d is None or d.endpoint:
             raise ValueError(f"ctx.systems.call: no System named {name!r}")
         skeys = self._keys_of[d.name]
         ctx._call_seq += 1
-        lock = bool(uuid and d.call_lock)
-        rid = f"lock:{name}:{uuid}" if lock else f"{ctx.request_id}/{ctx._call_seq}"
+        lock = bool(uuid and d.call_lock) or once_rid is not None
+        rid = once_rid or (
+            f"lock:{name}:{uuid}" if lock else f"{ctx.request_id}/{ctx._call_seq}"
+        )
         extras = CommitExtras(
             reply_cache_key=skeys.reply_cache(rid),
             reply_cache_ttl_s=LOCK_TTL_S if lock else self.cfg.reply_ttl_s,
@@ -368,6 +386,19 @@ class Executor:
         if inner._login is not None:
             ctx._login = inner._login
         return inner._value
+
+    async def run_on_start(self, version: int) -> None:
+        """Run each ``on_start`` System once per registry version, however many
+        workers start (the commit's reply cache deduplicates)."""
+        for name, d in self.systems.items():
+            if not d.on_start or d.endpoint:
+                continue
+            ctx = EndpointContext(self, None, timestamp=time.time())
+            try:
+                rid = f"on_start:{version}:{name}"
+                await self.call_system(ctx, name, (), None, once_rid=rid)
+            except Exception:
+                logger.exception("on_start System %s failed", name)
 
     # -- logins --------------------------------------------------------------------
 

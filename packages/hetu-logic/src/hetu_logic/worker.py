@@ -167,6 +167,7 @@ class Worker:
         await self.streams.ensure_groups()
         self.fast = await FastRedis.from_url(cfg.redis_url)
         self.executor = Executor(self.fast, self.keys, layout, cfg)
+        await self.executor.run_on_start(self.registry_version)
         logger.info(
             "serving namespace %s, clusters %s, registry version %d as %s",
             layout.namespace,
