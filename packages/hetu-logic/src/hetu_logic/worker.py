@@ -108,12 +108,14 @@ class Worker:
         """Serve until SIGTERM/SIGINT (the CLI's entry)."""
         import uvloop
 
-        uvloop.run(self.serve())
+        uvloop.run(self.serve(handle_signals=True))
 
-    async def serve(self) -> None:
-        """Start up, consume until asked to exit (or drained), shut down."""
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
+    async def serve(self, handle_signals: bool = False) -> None:
+        """Start up, consume until asked to exit (or drained), shut down.
+        ``handle_signals``: SIGTERM/SIGINT call ``request_exit`` (the CLI's case;
+        embedders and tests call ``request_exit`` themselves)."""
+        if handle_signals:
+            loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_exit)
         try:
