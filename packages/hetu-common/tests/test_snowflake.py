@@ -71,14 +71,15 @@ async def _occupy_all_but(r: aioredis.Redis, free: int) -> None:
 
 
 async def test_expired_lease_is_taken_over(redis_client: aioredis.Redis) -> None:
-    old = _lease(redis_client, ttl_ms=200)
+    old = _lease(redis_client)
     worker_id = await old.acquire()
     await _occupy_all_but(redis_client, worker_id)
     new = _lease(redis_client)
     with pytest.raises(ConfigError, match="all 1024"):
         await new.acquire()
     key = Keys("t").snowflake(worker_id)
-    while await redis_client.exists(key):  # old stops renewing: wait for expiry
+    await redis_client.pexpire(key, 50)  # as if old stopped renewing long ago
+    while await redis_client.exists(key):
         await asyncio.sleep(0.02)
     assert await new.acquire() == worker_id
     assert not await old.renew()
