@@ -88,11 +88,11 @@ async def test_expired_lease_is_taken_over(redis_client: aioredis.Redis) -> None
 
 
 async def test_renewal_keeps_the_lease(redis_client: aioredis.Redis) -> None:
-    lease = _lease(redis_client, ttl_ms=300)
+    lease = _lease(redis_client, ttl_ms=600)
     worker_id = await lease.acquire()
     lease.start_renewal()
     key = Keys("t").snowflake(worker_id)
-    await asyncio.sleep(1.0)  # over three TTLs
+    await asyncio.sleep(1.9)  # over three TTLs
     assert await redis_client.get(key) == lease.token.encode()
     assert await redis_client.pttl(key) > 0
     await lease.release()
