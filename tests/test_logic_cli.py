@@ -129,3 +129,20 @@ def test_changed_field_type_is_refused(tmp_path: Path, redis_url: str) -> None:
     result = run_cli(str(app), "--redis", redis_url, "--drain")
     assert_clean_error(result, "component Tally", f"hetu-logic migrate {app}")
     assert textwrap.dedent(result.stderr).count("\n") <= 2  # one paragraph
+
+
+async def test_workers_option_runs_processes_and_stops_them(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    parent = WorkerProcess(CHAT, redis_url, "--workers", "2").start()
+    try:
+        async with asyncio.timeout(30):
+            while parent.output.count("serving namespace") < 2:
+                await asyncio.sleep(0.05)
+        async with FakeGateway(redis_client) as gw:
+            assert await gw.call("hello", "two") == "hello two"
+        parent.signal(signal.SIGTERM)
+        assert await asyncio.to_thread(parent.wait, 15) == 0
+        assert parent.output.count("stopped") == 2
+    finally:
+        parent.stop()
