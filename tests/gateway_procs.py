@@ -63,23 +63,28 @@ def chat_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[byte
         _stop(proc)
 
 
-@pytest.fixture
-def start_gateway_proc(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., int]]:
-    """``port = start_gateway_proc(*extra_args)`` runs a real hetu-gateway."""
-    procs: list[tuple[subprocess.Popen[bytes], Path]] = []
+class GatewayProcs:
+    """``port = start(*extra_args)`` runs a real hetu-gateway; ``kill(port)``
+    SIGKILLs one."""
 
-    def start(*args: str) -> int:
+    def __init__(self, redis_url: str, tmp_path: Path) -> None:
+        self.redis_url = redis_url
+        self.tmp_path = tmp_path
+        self.procs: dict[int, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.killed: set[int] = set()
+
+    def __call__(self, *args: str) -> int:
         port = free_port()
         env = {**os.environ, "HETU_LOG_LEVEL": "warning"}
-        log = tmp_path / f"gateway-{port}.log"
+        log = self.tmp_path / f"gateway-{port}.log"
         with log.open("wb") as stderr:
             proc = subprocess.Popen(
-                [BIN / "hetu-gateway", "--port", str(port), "--redis", redis_url,
-                 *args],
+                [BIN / "hetu-gateway", "--port", str(port), "--redis",
+                 self.redis_url, *args],
                 env=env,
                 stderr=stderr,
             )  # fmt: skip
-        procs.append((proc, log))
+        self.procs[port] = (proc, log)
 
         def listening() -> bool:
             try:
@@ -91,12 +96,28 @@ def start_gateway_proc(redis_url: str, tmp_path: Path) -> Iterator[Callable[...,
         _wait(listening, "hetu-gateway", proc)
         return port
 
-    yield start
-    for proc, log in procs:
-        _stop(proc)
-        text = log.read_text(errors="replace")
-        assert proc.returncode == 0, f"gateway did not exit cleanly:\n{text[-3000:]}"
-        assert "Traceback" not in text, text[-3000:]
+    def kill(self, port: int) -> None:
+        proc, _ = self.procs[port]
+        proc.kill()
+        proc.wait()
+        self.killed.add(port)
+
+    def stop_all(self) -> None:
+        for port, (proc, log) in self.procs.items():
+            _stop(proc)
+            if port in self.killed:
+                continue
+            text = log.read_text(errors="replace")
+            assert proc.returncode == 0, f"gateway exited badly:\n{text[-3000:]}"
+            assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture
+def start_gateway_proc(redis_url: str, tmp_path: Path) -> Iterator[GatewayProcs]:
+    """Real hetu-gateway processes (see GatewayProcs); all stopped after the test."""
+    procs = GatewayProcs(redis_url, tmp_path)
+    yield procs
+    procs.stop_all()
 
 
 def url(port: int, instance: str = "default") -> str:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 import hetu.client
 from hetu.client import CallError, ClosedError
 
-from .gateway_procs import chat_logic, start_gateway_proc, url
+from .gateway_procs import GatewayProcs, chat_logic, start_gateway_proc, url
 
 __all__ = ["chat_logic", "start_gateway_proc"]
 
@@ -105,3 +105,18 @@ async def test_error_codes(start_gateway_proc: StartGateway) -> None:
                 codes.add(exc.code)
         assert codes == {"rate_limited"}
         assert await code_of("add", "not a number") in ("bad_arguments", "internal")
+
+
+async def test_retry_after_gateway_death_runs_the_call_once(
+    start_gateway_proc: GatewayProcs,
+) -> None:
+    """A call in flight when its gateway is SIGKILLed is resent with the same
+    request id on the next gateway and applied exactly once."""
+    ports = [start_gateway_proc() for _ in range(4)]
+    async with hetu.client.connect([url(p) for p in ports], reconnect=True) as c:
+        for key, port in enumerate(ports[:3], start=1000):
+            call = asyncio.create_task(c.call("add", key, 1))
+            await asyncio.sleep(0.001 * (key % 3))  # kill before, during or after
+            start_gateway_proc.kill(port)
+            assert await call == 1
+            assert (await c.call("get", key))["value"] == 1
