@@ -101,6 +101,18 @@ async def racy(ctx, name):
     await ctx.repo[Score].update(row)
 
 
+@hetu.define_system(namespace=NS, components=(Score,), permission=EVERYBODY, force=True)
+async def put_some(ctx):
+    for name, keep in [("dropped", False), ("early", True), ("last", True)]:
+        row = Score.new_row()
+        row.name = name
+        await ctx.repo[Score].insert(row)
+        if not keep:
+            await ctx.session_discard()
+        elif name == "early":
+            await ctx.session_commit()
+
+
 @pytest.fixture
 async def tester(redis_url):
     async with AppTester(redis_url, namespace=NS) as t:
@@ -189,3 +201,9 @@ async def test_same_request_id_is_answered_from_cache(tester: AppTester) -> None
     assert first.ok and again.ok and again.conn == 2
     row = await tester.read(Score).get(name="s")
     assert row is not None and row.points == 2
+
+
+async def test_session_commit_and_discard(tester: AppTester) -> None:
+    await tester.call("put_some")
+    names = [r["name"] for r in await tester.call("scores", -1, 1)]
+    assert names == ["early", "last"]

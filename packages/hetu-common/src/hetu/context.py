@@ -23,8 +23,8 @@ class SystemRunner(Protocol):
         """The repository of ``comp`` in ``session``."""
         ...
 
-    async def commit_early(self, ctx: SystemContext) -> None:
-        """Commit ``ctx``'s session now and give it a fresh one."""
+    async def restart_session(self, ctx: SystemContext, commit: bool) -> None:
+        """Commit (or discard) ``ctx``'s session now and give it a fresh one."""
         ...
 
     async def login_holder(self, user_id: int) -> str | None:
@@ -183,11 +183,14 @@ class SystemContext:
             RaceCondition: a row read was changed meanwhile (the System re-runs).
             UniqueViolation: a unique value is taken.
         """
-        await self._runner.commit_early(self)
+        await self._runner.restart_session(self, commit=True)
 
     async def session_discard(self) -> None:
-        """Drop what the transaction wrote so far. 丢弃当前事务已写入的内容。"""
-        self._session.discard()
+        """Drop what the transaction wrote so far and continue in a new one.
+
+        丢弃当前事务已写入的内容，之后在新事务中继续。
+        """
+        await self._runner.restart_session(self, commit=False)
 
     def _tagged(self, comp_map: dict[Any, Any]) -> SystemContext:
         view = copy.copy(self)

@@ -316,8 +316,11 @@ class Executor:
             )
         return session.repo(comp)
 
-    async def commit_early(self, ctx: SystemContext) -> None:
-        await ctx._session.commit()
+    async def restart_session(self, ctx: SystemContext, commit: bool) -> None:
+        if commit:
+            await ctx._session.commit()
+        else:
+            ctx._session.discard()
         ctx._session = Session(self.redis, ctx._session.keys)
 
     async def login_holder(self, user_id: int) -> str | None:

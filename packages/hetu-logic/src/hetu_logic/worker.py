@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from hetu import snowflake
@@ -185,24 +186,32 @@ class Worker:
         claim_every_s = max(self.config.idle_ms / 2000, 0.05)
         next_claim = 0.0
         loop = asyncio.get_running_loop()
+        drain = self.config.drain
         while not self.stopping.is_set():
-            entries: list[Entry] = []
-            if loop.time() >= next_claim:
-                next_claim = loop.time() + claim_every_s
-                entries = await streams.claim(self.config.batch_size)
             room = capacity - executor.in_flight
             if room <= 0:
                 await executor.wait_below(capacity)
                 continue
-            drain = self.config.drain
-            entries += await streams.read(min(room, self.config.batch_size), not drain)
+            try:
+                entries: list[Entry] = []
+                if loop.time() >= next_claim:
+                    next_claim = loop.time() + claim_every_s
+                    entries = await streams.claim(room)
+                if len(entries) < room:
+                    block = not (drain or entries)
+                    entries += await streams.read(room - len(entries), block)
+            except (RedisConnectionError, OSError) as e:
+                # Redis restarting: calls stay in the streams; read again shortly.
+                logger.warning("reading the call streams failed (%s); retrying", e)
+                await asyncio.sleep(1)
+                continue
             if entries:
                 executor.submit(entries)
             elif drain:
                 # Drain mode: once nothing is in flight and nothing new came, stop.
                 await executor.wait_idle()
-                entries = await streams.read(self.config.batch_size, False)
-                entries += await streams.claim(self.config.batch_size)
+                entries = await streams.read(capacity, False)
+                entries += await streams.claim(capacity)
                 if not entries:
                     return
                 executor.submit(entries)
