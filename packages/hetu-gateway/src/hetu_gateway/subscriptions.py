@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _LOG_PAGE = 256
 _MAX_FETCH = 1 << 16
+_POOL_SIZE = 16
 _EMPTY = (b"[\xff", b"[\x00")  # a BYLEX range no member lies in
 
 
@@ -149,8 +150,12 @@ class Subscriptions:
     ``SubscriptionService``). 一个实例的订阅服务。"""
 
     def __init__(self, server: Server, inst: Instance) -> None:
-        assert server.redis is not None
-        self.redis: aioredis.Redis = server.redis
+        # Own pool that waits for a free connection: a burst of watches must
+        # queue for Redis, not fail.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            server.config.redis_url, max_connections=_POOL_SIZE, timeout=30
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.inst = inst
         self.max_subs = server.config.max_subscriptions
         self.max_limit = server.config.max_watch_limit
@@ -409,6 +414,7 @@ class Subscriptions:
         for task in list(self._tasks):
             task.cancel()
         await self.reader.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
