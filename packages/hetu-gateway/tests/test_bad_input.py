@@ -142,6 +142,21 @@ async def test_auth_key(start_gateway: Any) -> None:
             assert await wait_closed(ws) == (4001, "replayed hello")
 
 
+async def test_hello_replayed_to_another_gateway_is_refused(
+    start_gateway: Any,
+) -> None:
+    gw1 = await start_gateway(auth_key="k3y")
+    gw2 = await start_gateway(auth_key="k3y")
+    frame = ClientHandshake(auth_key=b"k3y").hello_frame()
+    ws = await connect(url_of(gw1), compression=None)
+    await ws.send(frame)
+    assert isinstance(await ws.recv(), bytes)
+    replay = await connect(url_of(gw2), compression=None)
+    await replay.send(frame)
+    assert await wait_closed(replay) == (4001, "replayed hello")
+    await ws.close()
+
+
 async def test_flood_is_limited_then_closed(start_gateway: Any) -> None:
     gw = await start_gateway(max_msgs_per_s=50)
     async with hetu.client.connect(url_of(gw)) as healthy:

@@ -324,7 +324,9 @@ class Client:
                 logger.info("reconnect failed: %s", exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
-        if not self.reconnect:
+        if not self.reconnect:  # closed by the client while reconnecting
+            if self._ws is not None:
+                await self._ws.close()
             self._fail_pending(ClosedError(1000, "closed by client"))
             return
         for hook in self.reconnect_hooks:

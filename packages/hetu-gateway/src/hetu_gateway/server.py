@@ -331,7 +331,7 @@ class Server:
         try:
             if isinstance(hello_frame, str):
                 raise ProtocolError("bad hello")
-            _, welcome, pipeline = accept_hello(
+            hello, welcome, pipeline = accept_hello(
                 hello_frame,
                 auth_key=self._auth_key,
                 guard=self._guard,
@@ -353,6 +353,12 @@ class Server:
         assert self.redis is not None and ws.request is not None
         try:
             inst = await self.instance(ws.request.path[len(PATH_PREFIX) :])
+            # The local guard saw this nonce first; Redis covers the other gateways.
+            if self._auth_key and not await inst.sessions.claim_hello(
+                hello.nonce, self.redis
+            ):
+                await ws.close(CLOSE_AUTH_FAILED, "replayed hello")
+                return
             await inst.sessions.restore(conn, self.redis)
         except (OSError, ConnectionError, aioredis.RedisError) as exc:
             logger.error("Redis unavailable while opening conn %d: %s", conn_id, exc)

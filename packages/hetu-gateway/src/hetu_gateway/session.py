@@ -19,6 +19,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from hetu.keys import Keys
+from hetu.pipeline import MAX_CLOCK_SKEW_S
 from hetu_gateway.connection import Connection
 from hetu_gateway.resp import RespConnection, pack_command
 
@@ -35,6 +36,11 @@ _state_decoder = msgspec.msgpack.Decoder(tuple[int, str, dict[str, Any], str])
 def session_key(keys: Keys, token: str) -> str:
     """``hetu:<inst>:sess:<token>`` (not yet in :mod:`hetu.keys`)."""
     return f"{keys.prefix}sess:{token}"
+
+
+def hello_nonce_key(keys: Keys, nonce: bytes) -> str:
+    """``hetu:<inst>:hello:<nonce hex>``: a hello nonce some gateway accepted."""
+    return f"{keys.prefix}hello:{nonce.hex()}"
 
 
 class Sessions:
@@ -56,6 +62,12 @@ class Sessions:
         state = msgspec.msgpack.encode([conn.caller, conn.group, conn.ud, conn.login])
         key = session_key(self.keys, conn.token)
         self._redis().send(pack_command(b"SET", key, state, b"EX", self.ttl_s))
+
+    async def claim_hello(self, nonce: bytes, redis: aioredis.Redis) -> bool:
+        """Record a hello nonce for all gateways; False if one was seen already."""
+        key = hello_nonce_key(self.keys, nonce)
+        ttl_ms = int(2 * MAX_CLOCK_SKEW_S * 1000)
+        return bool(await redis.set(key, b"1", nx=True, px=ttl_ms))
 
     async def restore(self, conn: Connection, redis: aioredis.Redis) -> None:
         raw = await redis.get(session_key(self.keys, conn.token))
