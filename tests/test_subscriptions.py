@@ -4,6 +4,7 @@ hetu-gateway processes, hetu.client over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,3 +213,51 @@ async def test_resume_after_trim_is_a_fresh_snapshot(
         ev = await sub.next_event(timeout=5)
         assert ev is not None and (ev.kind, ev.id) == ("delete", b)
         assert set(sub.rows) == {a}
+
+
+async def test_a_kicked_connection_gets_nothing_more(
+    start_gateway_proc: StartGateway,
+) -> None:
+    port = start_gateway_proc()
+    async with (
+        hetu.client.connect(url(port)) as first,
+        hetu.client.connect(url(port)) as second,
+    ):
+        await first.call("login", 7, 0)
+        sub = await first.watch_range("Point", "x", 0, 100)
+        await second.call("login", 7, 0)  # kicks the first
+        await wait_for(lambda: first.closed is not None)
+        await put(second, "Point", 0, x=1)
+        assert await sub.next_event(timeout=0.3) is None
+        assert sub.rows == {}
+
+
+async def test_one_log_read_per_change_however_many_watch(
+    start_gateway_proc: StartGateway, redis_client: aioredis.Redis
+) -> None:
+    """100 subscriptions on 20 connections: each change costs the gateway one
+    XREAD reply and no Redis read per subscriber (no XRANGE, no XINFO)."""
+    port = start_gateway_proc()
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(hetu.client.connect(url(port)))
+            for _ in range(20)
+        ]
+        pid = await put(clients[0], "Point", 0, x=500)
+        subs = [await c.watch_row("Point", "x", 500) for c in clients for _ in range(5)]
+
+        async def calls(cmd: str) -> int:
+            stats: Any = await redis_client.info("commandstats")
+            return int(stats.get(f"cmdstat_{cmd}", {}).get("calls", 0))
+
+        before = {cmd: await calls(cmd) for cmd in ("xread", "xrange", "xinfo")}
+        for i in range(20):
+            await put(clients[0], "Point", pid, label=f"v{i}")
+            for sub in subs:
+                ev = await sub.next_event(timeout=5)
+                assert ev is not None and ev.row is not None
+                assert ev.row["label"] == f"v{i}"
+        after = {cmd: await calls(cmd) for cmd in before}
+        assert after["xrange"] == before["xrange"]
+        assert after["xinfo"] == before["xinfo"]
+        assert after["xread"] - before["xread"] <= 20 + 5  # + idle 1 s timeouts

@@ -101,10 +101,7 @@ class Subscription:
         sub_id, self.sub_id = self.sub_id, 0
         self._client.on_push(sub_id, None)
         if sub_id and self._client.closed is None:
-            try:
-                await self._client.request(lambda rid: Unwatch(rid, sub_id), 5.0)
-            except HeTuError as exc:  # gone already: nothing more will arrive
-                logger.debug("unwatch %d: %s", sub_id, exc)
+            await self._unwatch(sub_id)
 
     # --- internals -----------------------------------------------------------
 
@@ -129,7 +126,11 @@ class Subscription:
         reply = await self._client.request(make, self._timeout_s)
         rid = sent[0]
         if gen != self._gen or self._closed or not isinstance(reply, Subscribed):
-            self._client.on_push(rid, None)  # a newer watch replaced this one
+            # a newer watch (or close) replaced this one: stop it on the server too
+            self._client.on_push(rid, None)
+            task = asyncio.ensure_future(self._unwatch(rid))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
             return
         if self.sub_id:
             self._client.on_push(self.sub_id, None)
@@ -143,6 +144,12 @@ class Subscription:
         held, self._held = self._held, []
         for push in held:
             self._apply(push)
+
+    async def _unwatch(self, sub_id: int) -> None:
+        try:
+            await self._client.request(lambda rid: Unwatch(rid, sub_id), 5.0)
+        except HeTuError as exc:  # gone already: nothing more will arrive
+            logger.debug("unwatch %d: %s", sub_id, exc)
 
     def _on_push(self, rid: int, push: Push) -> None:
         if rid == self.sub_id:
@@ -194,6 +201,7 @@ class _ClientSubscriptions:
         await asyncio.gather(*(s._resume() for s in list(self.subs)))
 
 
+_background: set[asyncio.Future[None]] = set()
 _by_client: weakref.WeakKeyDictionary[Client, _ClientSubscriptions] = (
     weakref.WeakKeyDictionary()
 )
