@@ -137,7 +137,10 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Serve the Systems and endpoints of APP_FILE from the cluster streams."""
+    """Serve the Systems and endpoints of APP_FILE from the cluster streams.
+
+    After a schema change: `hetu-logic migrate APP_FILE` (see its --help).
+    """
     logging.basicConfig(
         level=log_level.upper(),
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
