@@ -124,6 +124,9 @@ async def test_recurring_ensure_cancel_and_cron(
         cron = await gw.call("schedule_cron", 4, "* * * * * *")
         first = await gw.call("ensure", "k1", 2, -0.5)
         assert await gw.call("ensure", "k1", 2, -0.5) == first
+        racing = [gw.message("ensure", "k3", 5, -0.4, conn=c) for c in (11, 12)]
+        replies = await gw.wait_replies(racing)  # concurrent: one re-runs
+        assert replies[0].data == replies[1].data != first
         await gw.call("ensure", "k2", 3, -1.0)
         assert await gw.call("cancel", "k2") is True
         assert await gw.call("cancel", "k2") is False
@@ -131,14 +134,14 @@ async def test_recurring_ensure_cancel_and_cron(
         assert await gw.call("cancel", every) is True
         assert await gw.call("cancel", cron) is True
         await asyncio.sleep(0.6)  # anything already streamed has run by now
-        rows = {t: await gw.call("fired", t, t) for t in (1, 2, 3, 4)}
+        rows = {t: await gw.call("fired", t, t) for t in (1, 2, 3, 4, 5)}
         await asyncio.sleep(0.7)
-        assert rows == {t: await gw.call("fired", t, t) for t in (1, 2, 3, 4)}
+        assert rows == {t: await gw.call("fired", t, t) for t in (1, 2, 3, 4, 5)}
         assert all(r["count"] == 1 for t in rows for r in rows[t])
         dues = sorted(r["due_ms"] for r in rows[1])
         assert 5 <= len(dues) <= 8
         assert {b - a for a, b in itertools.pairwise(dues)} == {300}
-        assert len(rows[2]) == 1 and rows[3] == []
+        assert len(rows[2]) == len(rows[5]) == 1 and rows[3] == []
         assert 1 <= len(rows[4]) <= 3
         assert all(r["due_ms"] % 1000 == 0 for r in rows[4])
         assert await pending_calls(redis_client, gw) == 0
