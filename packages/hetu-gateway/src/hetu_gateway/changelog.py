@@ -68,10 +68,11 @@ def _log_info(reply: Any) -> LogInfo:
     if isinstance(reply, Exception):  # no such key: nothing written yet
         return LogInfo()
     first = reply.get(b"first-entry")
+    added = reply.get(b"entries-added")  # Redis >= 7.0; unknown: assume trimmed
     return LogInfo(
         last=reply[b"last-generated-id"].decode(),
         first=first[0].decode() if first else ZERO,
-        trimmed=int(reply[b"entries-added"]) != int(reply[b"length"]),
+        trimmed=added is None or int(added) != int(reply[b"length"]),
     )
 
 
