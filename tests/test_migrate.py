@@ -178,14 +178,23 @@ def test_cluster_move_keeps_data(
     old = rows(r, old_tag)
     app = write_app(tmp_path / "mig_app.py", join="Item, Aaa")  # joins clusters
     assert hetu_logic(app, "--redis", redis_url, "--drain").returncode == 2
+    # A call queued on the old cluster's stream while no worker could start:
+    old_stream = Keys("default").cluster(old_tag).calls()
+    r.xadd(
+        old_stream, {"m": call_encoder.encode(CallMsg("t", 1, "rd", "put", ["d", 1]))}
+    )
     done = hetu_logic("migrate", app, "--redis", redis_url)
     assert done.returncode == 0, done.stderr
     new_tag = tag_of(registry(r), "Item")
     assert new_tag != old_tag and f"to {new_tag}" in done.stdout
+    assert f"calls stream of tag {old_tag}: move unserved calls" in done.stdout
+    assert "forwarded 1 unserved call(s)" in done.stdout  # not the 3 served ones
     assert rows(r, new_tag) == old
+    assert not r.exists(old_stream)
     assert r.keys(f"*{{{old_tag}}}:*Item*") == []
     assert r.zcard(Keys("default").cluster(new_tag).index("Item", "name")) == 3
     assert hetu_logic(app, "--redis", redis_url, "--drain").returncode == 0
+    assert rows(r, new_tag)["d"]["qty"] == "1"  # the queued call ran, once
 
 
 def test_refuses_while_a_worker_runs(

@@ -27,12 +27,13 @@ import typer
 from msgspec.structs import replace
 from redis.exceptions import RedisError
 
+from hetu.cluster import ENDPOINT_CLUSTER_TAG
 from hetu.component import BaseComponent
 from hetu.errors import ConfigError
 from hetu.keys import ClusterKeys, Keys
 from hetu.registry import AppLayout, build_layout, default_namespace
 from hetu.storage import codec
-from hetu.wire import ComponentInfo, Registry, registry_encoder
+from hetu.wire import ComponentInfo, Registry, call_decoder, registry_encoder
 from hetu_logic.publish import stored_registry
 from hetu_logic.worker import load_app
 
@@ -174,6 +175,13 @@ class Plan:
                 out.append(f"  {s.name}: volatile, flushed ({'; '.join(s.actions)})")
             else:
                 out += [f"  {s.name}: {a}" for a in s.actions]
+        new_tags = {c.tag for c in self.new.clusters}
+        for c in self.stored.clusters:
+            if c.tag not in new_tags:
+                out.append(
+                    f"  calls stream of tag {c.tag}: move unserved calls to their "
+                    "Systems' new clusters"
+                )
         if len(out) == 1:
             out.append("  no data to change; publish the app's registry")
         return out
@@ -322,8 +330,49 @@ async def _rewrite(redis: aioredis.Redis, step: TableStep) -> None:
             await pipe.execute()
 
 
-async def apply_plan(redis: aioredis.Redis, keys: Keys, plan: Plan) -> int:
-    """Carry out ``plan`` and publish the new registry; returns its version."""
+async def _unserved(redis: aioredis.Redis, stream: str) -> list[tuple[Any, Any]]:
+    """Entries of ``stream`` group ``logic`` has not acknowledged (all without it)."""
+    entries: Any = await redis.xrange(stream)
+    groups: Any = await redis.xinfo_groups(stream)
+    group = next((g for g in groups if g["name"] in (b"logic", "logic")), None)
+    if group is None:
+        return entries
+    last = _entry_id(group["last-delivered-id"])
+    pending: Any = await redis.xpending_range(stream, "logic", "-", "+", 1 << 30)
+    waiting = {_entry_id(p["message_id"]) for p in pending}
+    return [e for e in entries if _entry_id(e[0]) > last or _entry_id(e[0]) in waiting]
+
+
+def _entry_id(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id as a comparable ``(ms, seq)``."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def forward_calls(redis: aioredis.Redis, keys: Keys, plan: Plan) -> int:
+    """Move calls not yet served from the streams of clusters the app no longer
+    has to the stream of their System's new cluster; how many were moved."""
+    new_tags = {c.tag for c in plan.new.clusters}
+    tag_of = {name: c.tag for c in plan.new.clusters for name in c.systems}
+    moved = 0
+    for cluster in plan.stored.clusters:
+        stream = keys.cluster(cluster.tag).calls()
+        if cluster.tag in new_tags or not await redis.exists(stream):
+            continue
+        for _, fields in await _unserved(redis, stream):
+            msg = call_decoder.decode(fields[b"m"])
+            tag = tag_of.get(msg.sys, ENDPOINT_CLUSTER_TAG)
+            await redis.xadd(keys.cluster(tag).calls(), {"m": fields[b"m"]})
+            moved += 1
+        await redis.delete(stream)
+    return moved
+
+
+async def apply_plan(redis: aioredis.Redis, keys: Keys, plan: Plan) -> tuple[int, int]:
+    """Carry out ``plan`` (data, then calls left in streams of clusters that no
+    longer exist) and publish the new registry; returns its version and how many
+    calls were forwarded."""
     for step in plan.steps:
         if step.comp is not None and not step.volatile:
             await _check_unique(redis, step)
@@ -335,12 +384,13 @@ async def apply_plan(redis: aioredis.Redis, keys: Keys, plan: Plan) -> int:
             await _move(redis, step)
         if step.rewrites or step.build_indexes or step.drop_indexes:
             await _rewrite(redis, step)
+    forwarded = await forward_calls(redis, keys, plan)
     version = plan.stored.version + 1
     await redis.set(
         keys.registry(), registry_encoder.encode(replace(plan.new, version=version))
     )
     await redis.publish(keys.registry_changed(), str(version))
-    return version
+    return version, forwarded
 
 
 async def _running_workers(redis: aioredis.Redis, keys: Keys) -> int:
@@ -389,7 +439,9 @@ async def migrate(
                 f"{n} logic worker(s) of instance {instance!r} are running; stop "
                 "them first (a killed worker's lease expires after 30 s)"
             )
-        version = await apply_plan(redis, keys, plan)
+        version, forwarded = await apply_plan(redis, keys, plan)
+        if forwarded:
+            echo(f"forwarded {forwarded} unserved call(s) to their new clusters")
         echo(f"done: published registry version {version}; start the workers")
     finally:
         await redis.aclose()
