@@ -34,9 +34,10 @@ from hetu.storage import codec
 from hetu.wire import RowChange
 from hetu_gateway.changelog import ChangeLogReader, parse_id, read_log, read_window
 from hetu_gateway.connection import CLOSE_INTERNAL, Connection
-from hetu_gateway.rls import Visible, visibility
+from hetu_gateway.rls import visibility
 from hetu_gateway.tables import Table, build_tables
-from hetu_gateway.window import Window, diff, order_key
+from hetu_gateway.watch import Change, Sub
+from hetu_gateway.window import diff, order_key
 
 if TYPE_CHECKING:
     from hetu_gateway.instance import Instance
@@ -48,101 +49,6 @@ _LOG_PAGE = 256
 _MAX_FETCH = 1 << 16
 _POOL_SIZE = 16
 _EMPTY = (b"[\xff", b"[\x00")  # a BYLEX range no member lies in
-
-
-class Change:
-    """One RowChange, with what every subscriber derives from it computed once."""
-
-    __slots__ = ("_client", "_members", "id", "row")
-
-    def __init__(self, ch: RowChange) -> None:
-        self.id = ch.id
-        self.row = ch.row  # None for a delete
-        self._client: dict[str, Any] | None = None
-        self._members: dict[str, bytes] = {}
-
-    def client_row(self) -> dict[str, Any]:
-        if self._client is None:
-            assert self.row is not None
-            self._client = {k: v for k, v in self.row.items() if k != "_version"}
-        return self._client
-
-    def member(self, field: str, encode: codec.Encoder) -> bytes | None:
-        got = self._members.get(field)
-        if got is None:
-            try:
-                got = encode(self.row[field]) + codec.encode_id(self.id)  # type: ignore[index]
-            except (KeyError, ValueError, TypeError, OverflowError):
-                got = b""
-            self._members[field] = got
-        return got or None
-
-
-Entry = tuple[str, list[Change]]
-
-
-class Sub:
-    """One subscription of one connection. 一个连接的一个订阅。"""
-
-    __slots__ = (
-        "cid", "closed", "conn", "desc", "encode", "field", "id", "lex", "pending",
-        "refill", "table", "visible", "window",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        sub_id: int,
-        conn: Connection,
-        table: Table,
-        field: str,
-        lex: codec.LexRange,
-        limit: int,
-        desc: bool,
-    ) -> None:
-        self.id = sub_id
-        self.conn = conn
-        self.table = table
-        self.field = field
-        self.encode = table.encoders[field]
-        self.lex = lex
-        self.desc = desc
-        self.window = Window(limit, limit + max(2, min(limit, 64)))
-        self.visible: Visible = visibility(table.info, conn)
-        self.cid = "0-0"
-        #: Entries held while catching up; None once live.
-        self.pending: deque[Entry] | None = deque()
-        self.refill = False
-        self.closed = False
-
-    def apply(self, cid: str, changes: list[Change]) -> None:
-        """Apply one committed entry's changes of this component; push the net
-        events of the view."""
-        window, lex, field, encode = self.window, self.lex, self.field, self.encode
-        touched: dict[int, bool] = {}
-        changed: set[int] = set()
-        for ch in changes:
-            key = None
-            if ch.row is not None:
-                member = ch.member(field, encode)
-                if (
-                    member is not None
-                    and codec.lex_contains(lex, member)
-                    and self.visible(ch.row)
-                ):
-                    key = order_key(member, self.desc)
-            if key is None:
-                if ch.id in window.rows:
-                    window.apply(ch.id, None, None, touched)
-                continue
-            window.apply(ch.id, key, ch.client_row(), touched)
-            changed.add(ch.id)
-        self.cid = cid
-        if touched:
-            events = window.events(touched, changed)
-            if events:
-                self.conn.send(Push(self.id, cid, events))
-        if window.needs_refill:
-            self.refill = True
 
 
 class Subscriptions:
@@ -411,8 +317,10 @@ class Subscriptions:
                 del self._by_comp[sub.table.name]
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.reader.aclose()
         await self.redis.aclose(close_connection_pool=True)
 
