@@ -118,3 +118,22 @@ async def test_endpoint_rerun_does_not_apply_its_systems_twice(redis_url: str) -
         # ...but its two Systems are answered from their cache, not applied again.
         assert again.ok and again.data == 2
         assert await tally(t, 5) == 2
+
+
+async def test_cluster_option_serves_only_those_streams(
+    redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    tally_cluster = build_layout(NS).cluster_of_comp[Tally].id
+    cfg = LogicConfig(
+        app="", redis_url=redis_url, namespace=NS, drain=True, clusters=(tally_cluster,)
+    )
+    await Worker(cfg).serve()  # publishes the registry
+    async with FakeGateway(redis_client) as gw:
+        bump_msg, hi_msg = gw.message("bump", 1), gw.message("bump_twice", 1)
+        await gw.send(bump_msg, hi_msg)
+        await Worker(cfg).serve()
+        async with asyncio.timeout(5):
+            while bump_msg.rid not in gw.replies:
+                await asyncio.sleep(0.01)
+        assert hi_msg.rid not in gw.replies  # endpoints are cluster 0: not served
+        assert await redis_client.xlen(gw.stream_of("bump_twice")) == 1
