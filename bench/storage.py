@@ -25,10 +25,10 @@ import uvloop
 
 import hetu
 from hetu.errors import RaceCondition
+from hetu.fastredis import FastRedis
 from hetu.keys import ClusterKeys
 from hetu.redis_server import RedisServer
 from hetu.storage import Session
-from hetu.storage.fastredis import FastRedis
 
 KEYS = ClusterKeys("bench", "c1")
 

@@ -12,9 +12,9 @@ import redis.asyncio as aioredis
 
 import hetu
 from hetu.errors import RaceCondition, UniqueViolation
+from hetu.fastredis import FastRedis
 from hetu.keys import ClusterKeys
 from hetu.storage import CommitExtras, Session
-from hetu.storage.fastredis import FastRedis
 from hetu.wire import ReplyMsg, RowChange, call_encoder, change_event_decoder
 
 KEYS = ClusterKeys("test", "c1")

@@ -38,6 +38,26 @@ class Keys:
         """Heartbeat key of gateway ``gw`` (expires)."""
         return f"{self.prefix}gw:{gw}:alive"
 
+    def gateways(self) -> str:
+        """Set of the ids of gateways that served the instance (for the sweeper)."""
+        return f"{self.prefix}gateways"
+
+    def gateway_conns(self, gw: str) -> str:
+        """Hash of gateway ``gw``: open connection id -> msgpack ``ConnRecord``."""
+        return f"{self.prefix}gw:{gw}:conns"
+
+    def gateway_sweep(self, gw: str) -> str:
+        """Lock of the live gateway closing dead gateway ``gw``'s connections."""
+        return f"{self.prefix}gw:{gw}:sweep"
+
+    def session(self, token: str) -> str:
+        """``[caller, group, ud, login]`` of session ``token`` (expires)."""
+        return f"{self.prefix}sess:{token}"
+
+    def hello_nonce(self, nonce: bytes) -> str:
+        """A hello nonce some gateway accepted (expires): refuses replays."""
+        return f"{self.prefix}hello:{nonce.hex()}"
+
     def login(self, user_id: int) -> str:
         """Holds ``"<gw>:<conn>"`` of the connection logged in as ``user_id``."""
         return f"{self.prefix}login:{user_id}"

@@ -14,16 +14,17 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from hetu.fastredis import FastRedis, pack_command
 from hetu.keys import Keys
 from hetu.protocol import Call, Ok
 from hetu.wire import CallMsg, ReplyMsg, call_encoder
 from hetu_gateway.config import GatewayConfig
 from hetu_gateway.connection import Connection
 from hetu_gateway.registry import RegistryView, Route
-from hetu_gateway.resp import RespConnection, pack_command
 from hetu_gateway.sweeper import ConnRecord, disconnect_commands
 
 logger = logging.getLogger(__name__)
@@ -31,8 +32,7 @@ access_log = logging.getLogger("hetu_gateway.access")
 
 
 class Calls:
-    """The call path of one instance. ``redis`` returns the current command
-    connection (it is replaced after a reconnect).
+    """The call path of one instance; ``redis`` is the hot-path command connection.
 
     一个实例的调用路径。
     """
@@ -42,7 +42,7 @@ class Calls:
         gw_id: str,
         keys: Keys,
         config: GatewayConfig,
-        redis: Callable[[], RespConnection],
+        redis: FastRedis,
     ) -> None:
         self.gw_id = gw_id
         self.keys = keys
@@ -129,13 +129,13 @@ class Calls:
             if not isinstance(reply, Exception) or self.waiting.get(rid) is not conn:
                 return
             logger.error("XADD for %s failed: %s", call.sys, reply)
-            if isinstance(reply, ConnectionError):  # it may have been written
+            if isinstance(reply, RedisConnectionError):  # it may have been written
                 self._answer(conn, rid, None, "timeout", "lost the Redis connection; "
                              "the outcome is unknown")  # fmt: skip
             else:
                 self._answer(conn, rid, None, "internal", "call could not be queued")
 
-        self._redis().send(cmd, on_added)
+        self._redis.send(cmd, on_added)
         access_log.debug("call %s conn=%d rid=%s", call.sys, conn.id, rid)
 
     def _on_timeout(self, conn: Connection, rid: str) -> None:
@@ -198,7 +198,7 @@ class Calls:
         conn.queue.clear()
         rec = ConnRecord(conn.token, conn.caller, conn.group, conn.ud, conn.addr)
         registry = None if conn.kicked else self.registry
-        redis = self._redis()
+        redis = self._redis
         for command in disconnect_commands(
             self.keys, registry, self.gw_id, conn.id, rec
         ):

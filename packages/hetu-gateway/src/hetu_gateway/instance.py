@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
 import redis.asyncio as aioredis
 
+from hetu.fastredis import FastRedis, pack_command
 from hetu.keys import Keys
 from hetu.protocol import Call, ClientMsg
 from hetu.wire import KickMsg, ReplyMsg, gateway_msg_decoder
@@ -20,9 +20,8 @@ from hetu_gateway.calls import Calls
 from hetu_gateway.config import GatewayConfig
 from hetu_gateway.connection import CLOSE_KICKED, Connection
 from hetu_gateway.registry import load_registry
-from hetu_gateway.resp import RespConnection, pack_command
 from hetu_gateway.session import Sessions
-from hetu_gateway.sweeper import ConnRecord, conns_key
+from hetu_gateway.sweeper import ConnRecord
 
 logger = logging.getLogger(__name__)
 record_encoder = msgspec.msgpack.Encoder()
@@ -59,7 +58,7 @@ class Instance:
         name: str,
         gw_id: str,
         config: GatewayConfig,
-        redis: Callable[[], RespConnection],
+        redis: FastRedis,
     ) -> None:
         self.name = name
         self._wait_s = config.call_timeout_s
@@ -70,7 +69,7 @@ class Instance:
         self.channel = self.keys.gateway(gw_id).encode()
         self.registry_channel = self.keys.registry_changed().encode()
         self.alive_key = self.keys.gateway_alive(gw_id)
-        self.conns_key = conns_key(self.keys, gw_id)
+        self.conns_key = self.keys.gateway_conns(gw_id)
         self._redis = redis
         self.subscriptions: SubscriptionService | None = None
         #: Calls that arrived before any worker published a registry.
@@ -129,7 +128,7 @@ class Instance:
     def record(self, conn: Connection) -> None:
         """Keep the connection's state where a sweeper finds it if we die."""
         rec = ConnRecord(conn.token, conn.caller, conn.group, conn.ud, conn.addr)
-        self._redis().send(
+        self._redis.send(
             pack_command(b"HSET", self.conns_key, conn.id, record_encoder.encode(rec))
         )
 
@@ -140,7 +139,7 @@ class Instance:
     def on_close(self, conn: Connection) -> None:
         conn.closed = True
         self.connections.pop(conn.id, None)
-        self._redis().send(pack_command(b"HDEL", self.conns_key, conn.id))
+        self._redis.send(pack_command(b"HDEL", self.conns_key, conn.id))
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import msgspec
 import redis.asyncio as aioredis
 
+from hetu.fastredis import pack_command
 from hetu.keys import Keys
 from hetu.wire import Registry, SystemInfo, registry_decoder
-from hetu_gateway.resp import pack_command
 
 logger = logging.getLogger(__name__)
 

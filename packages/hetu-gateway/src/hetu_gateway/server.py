@@ -31,6 +31,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import Event
 
 from hetu.errors import ConfigError, ProtocolError
+from hetu.fastredis import FastRedis, pack_command
 from hetu.pipeline import ReplayGuard, accept_hello, encode_welcome
 from hetu.protocol import Call, client_msg_decoder
 from hetu_gateway.config import GatewayConfig
@@ -44,8 +45,7 @@ from hetu_gateway.connection import (
     Connection,
 )
 from hetu_gateway.instance import Instance, SubscriptionService
-from hetu_gateway.resp import RespConnection, open_connection, pack_command
-from hetu_gateway.sweeper import gateways_key, sweep_dead_gateways
+from hetu_gateway.sweeper import sweep_dead_gateways
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ class Server:
         self._auth_key = config.auth_key.encode()
         self._guard = ReplayGuard()
         self._conn_ids = itertools.count(1)
-        self._cmd: RespConnection | None = None
-        self._sub: RespConnection | None = None
+        self._cmd: FastRedis | None = None
+        self._sub: FastRedis | None = None
         self._channels: dict[bytes, Callable[[bytes], None]] = {}
         self._ws_server: WsServer | None = None
         self._instance_lock: asyncio.Lock | None = None
@@ -154,8 +154,8 @@ class Server:
         try:
             self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5)
             await self.redis.ping()  # type: ignore[misc]
-            self._cmd = await open_connection(url)
-            self._sub = await open_connection(url, self._on_message)
+            self._cmd = await FastRedis.from_url(url)
+            self._sub = await FastRedis.from_url(url, self._on_message)
         except (OSError, TimeoutError, aioredis.RedisError) as exc:
             raise ConfigError(
                 f"cannot reach Redis at {url} ({exc}). Start redis-server or pass "
@@ -206,11 +206,12 @@ class Server:
         for inst in self.instances.values():
             if inst.subscriptions is not None:
                 await inst.subscriptions.aclose()
-        if self._cmd is not None and self._cmd.is_connected:
+        if self._cmd is not None and self._cmd.connected:
             with contextlib.suppress(Exception):
                 for inst in self.instances.values():
-                    await self._cmd.execute("DEL", inst.alive_key, inst.conns_key)
-                    await self._cmd.execute("SREM", gateways_key(inst.keys), self.gw_id)
+                    cmd = self._cmd.execute_command
+                    await cmd("DEL", inst.alive_key, inst.conns_key)
+                    await cmd("SREM", inst.keys.gateways(), self.gw_id)
             self._cmd.close()
         if self._sub is not None:
             self._sub.close()
@@ -220,8 +221,8 @@ class Server:
 
     # --- redis ---------------------------------------------------------------
 
-    def cmd(self) -> RespConnection:
-        """The current hot-path command connection (replaced after a reconnect)."""
+    def cmd(self) -> FastRedis:
+        """The hot-path command connection."""
         assert self._cmd is not None
         return self._cmd
 
@@ -249,22 +250,20 @@ class Server:
         """Reconnect the hot-path connections when Redis drops them."""
         while True:
             assert self._cmd is not None and self._sub is not None
-            await asyncio.wait(
-                [self._cmd.closed, self._sub.closed],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            cmd, sub = self._cmd, self._sub
+            lost = [asyncio.ensure_future(r.wait_lost()) for r in (cmd, sub)]
+            try:
+                await asyncio.wait(lost, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for fut in lost:
+                    fut.cancel()
             logger.warning("lost the Redis connection; reconnecting")
-            self._cmd.close()
-            self._sub.close()
             while True:
                 try:
-                    self._cmd = await open_connection(self.config.redis_url)
-                    self._sub = await open_connection(
-                        self.config.redis_url, self._on_message
-                    )
-                    await self._sub.subscribe(*(c.decode() for c in self._channels))
+                    await cmd.ensure()
+                    await sub.ensure()  # re-subscribes its channels
                     break
-                except (OSError, TimeoutError, ConnectionError) as exc:
+                except (OSError, TimeoutError, aioredis.RedisError) as exc:
                     logger.warning("Redis still unreachable: %s", exc)
                     await asyncio.sleep(0.5)
             assert self.redis is not None
@@ -281,7 +280,7 @@ class Server:
             inst = self.instances.get(name)
             if inst is not None:
                 return inst
-            inst = Instance(name, self.gw_id, self.config, self.cmd)
+            inst = Instance(name, self.gw_id, self.config, self.cmd())
             redis = self.redis
             self._channels[inst.channel] = inst.on_gateway_message
             self._channels[inst.registry_channel] = lambda _data: self._spawn(
@@ -296,7 +295,7 @@ class Server:
                 inst.subscriptions = self._subscriptions(self, inst)
             ttl_ms = int(self.config.heartbeat_ttl_s * 1000)
             self.cmd().send(_set_px(inst.alive_key, self.gw_id, ttl_ms))
-            self.cmd().send(pack_command(b"SADD", gateways_key(inst.keys), self.gw_id))
+            self.cmd().send(pack_command(b"SADD", inst.keys.gateways(), self.gw_id))
             self.instances[name] = inst
             return inst
 

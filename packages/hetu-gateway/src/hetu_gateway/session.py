@@ -12,16 +12,15 @@ newer login elsewhere wins: the client continues logged out).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
 
+from hetu.fastredis import FastRedis, pack_command
 from hetu.keys import Keys
 from hetu.pipeline import MAX_CLOCK_SKEW_S
 from hetu_gateway.connection import Connection
-from hetu_gateway.resp import RespConnection, pack_command
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +32,6 @@ _RETAKE_LOGIN = (
 _state_decoder = msgspec.msgpack.Decoder(tuple[int, str, dict[str, Any], str])
 
 
-def session_key(keys: Keys, token: str) -> str:
-    """``hetu:<inst>:sess:<token>`` (not yet in :mod:`hetu.keys`)."""
-    return f"{keys.prefix}sess:{token}"
-
-
-def hello_nonce_key(keys: Keys, nonce: bytes) -> str:
-    """``hetu:<inst>:hello:<nonce hex>``: a hello nonce some gateway accepted."""
-    return f"{keys.prefix}hello:{nonce.hex()}"
-
-
 class Sessions:
     """Save and restore connection state by session token. 按会话令牌保存与恢复。"""
 
@@ -51,7 +40,7 @@ class Sessions:
         keys: Keys,
         gw_id: str,
         ttl_s: int,
-        redis: Callable[[], RespConnection],
+        redis: FastRedis,
     ) -> None:
         self.keys = keys
         self.gw_id = gw_id
@@ -60,17 +49,17 @@ class Sessions:
 
     def save(self, conn: Connection) -> None:
         state = msgspec.msgpack.encode([conn.caller, conn.group, conn.ud, conn.login])
-        key = session_key(self.keys, conn.token)
-        self._redis().send(pack_command(b"SET", key, state, b"EX", self.ttl_s))
+        key = self.keys.session(conn.token)
+        self._redis.send(pack_command(b"SET", key, state, b"EX", self.ttl_s))
 
     async def claim_hello(self, nonce: bytes, redis: aioredis.Redis) -> bool:
         """Record a hello nonce for all gateways; False if one was seen already."""
-        key = hello_nonce_key(self.keys, nonce)
+        key = self.keys.hello_nonce(nonce)
         ttl_ms = int(2 * MAX_CLOCK_SKEW_S * 1000)
         return bool(await redis.set(key, b"1", nx=True, px=ttl_ms))
 
     async def restore(self, conn: Connection, redis: aioredis.Redis) -> None:
-        raw = await redis.get(session_key(self.keys, conn.token))
+        raw = await redis.get(self.keys.session(conn.token))
         if not isinstance(raw, bytes):
             return
         try:

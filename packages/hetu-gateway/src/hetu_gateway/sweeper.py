@@ -44,21 +44,6 @@ class ConnRecord(msgspec.Struct, array_like=True):
 record_decoder = msgspec.msgpack.Decoder(ConnRecord)
 
 
-# Key names not (yet) in hetu.keys; built only here.
-def gateways_key(keys: Keys) -> str:
-    """Set of the ids of gateways that served the instance."""
-    return f"{keys.prefix}gateways"
-
-
-def conns_key(keys: Keys, gw: str) -> str:
-    """Hash: open connection id -> msgpack ``ConnRecord`` of gateway ``gw``."""
-    return f"{keys.prefix}gw:{gw}:conns"
-
-
-def sweep_lock_key(keys: Keys, gw: str) -> str:
-    return f"{keys.prefix}gw:{gw}:sweep"
-
-
 def disconnect_commands(
     keys: Keys, registry: RegistryView | None, gw: str, conn: int, rec: ConnRecord
 ) -> list[tuple[Any, ...]]:
@@ -91,14 +76,14 @@ async def sweep_dead_gateways(
 ) -> int:
     """Close the recorded connections of every dead gateway; return how many."""
     closed = 0
-    members: Any = await redis.smembers(gateways_key(keys))
+    members: Any = await redis.smembers(keys.gateways())
     for raw_gw in members:
         gw = raw_gw.decode()
         if gw == me or await redis.exists(keys.gateway_alive(gw)):
             continue
-        if not await redis.set(sweep_lock_key(keys, gw), me, nx=True, px=SWEEP_LOCK_MS):
+        if not await redis.set(keys.gateway_sweep(gw), me, nx=True, px=SWEEP_LOCK_MS):
             continue  # another gateway sweeps it
-        records: Any = await redis.hgetall(conns_key(keys, gw))
+        records: Any = await redis.hgetall(keys.gateway_conns(gw))
         pipe = redis.pipeline(transaction=False)
         for conn_id, raw in records.items():
             try:
@@ -109,8 +94,8 @@ async def sweep_dead_gateways(
             for command in disconnect_commands(keys, registry, gw, int(conn_id), rec):
                 pipe.execute_command(*command)
             closed += 1
-        pipe.delete(conns_key(keys, gw))
-        pipe.srem(gateways_key(keys), gw)
+        pipe.delete(keys.gateway_conns(gw))
+        pipe.srem(keys.gateways(), gw)
         await pipe.execute()
         logger.warning("gateway %s is dead: closed its %d connections", gw, closed)
     return closed

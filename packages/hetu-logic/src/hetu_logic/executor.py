@@ -22,10 +22,10 @@ from msgspec.structs import replace
 
 from hetu.context import EndpointContext, SystemContext
 from hetu.errors import ClientReject, RaceCondition, UniqueViolation
+from hetu.fastredis import FastRedis
 from hetu.keys import ClusterKeys, Keys
 from hetu.registry import DISCONNECT_SYSTEM, AppLayout
 from hetu.storage.commit import CommitExtras, CommitResult
-from hetu.storage.fastredis import FastRedis
 from hetu.storage.session import Session
 from hetu.system import SystemDefinition
 from hetu.wire import CallMsg, KickMsg, call_encoder

@@ -13,8 +13,8 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from hetu.cluster import SystemCluster
+from hetu.fastredis import FastRedis
 from hetu.keys import Keys
-from hetu.storage.fastredis import FastRedis
 from hetu.wire import CallMsg, call_decoder
 
 logger = logging.getLogger(__name__)

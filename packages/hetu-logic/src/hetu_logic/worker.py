@@ -32,9 +32,9 @@ from redis.exceptions import RedisError
 
 from hetu import snowflake
 from hetu.errors import ConfigError
+from hetu.fastredis import FastRedis
 from hetu.keys import Keys
 from hetu.registry import AppLayout, build_layout, default_namespace
-from hetu.storage.fastredis import FastRedis
 from hetu_logic.config import LogicConfig
 from hetu_logic.executor import Executor
 from hetu_logic.future_calls import run_future_calls
