@@ -39,6 +39,7 @@ from hetu_logic.config import LogicConfig
 from hetu_logic.executor import Executor
 from hetu_logic.future_calls import run_future_calls
 from hetu_logic.publish import publish_registry
+from hetu_logic.scheduler import Scheduler
 from hetu_logic.streams import CallStreams, Entry
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Worker:
         self._reader: FastRedis | None = None  # blocking stream reads
         self.layout: AppLayout | None = None
         self.executor: Executor | None = None
+        self.scheduler: Scheduler | None = None
         self.streams: CallStreams | None = None
         self.registry_version = 0
         self._lease: snowflake.WorkerIdLease | None = None
@@ -171,6 +173,7 @@ class Worker:
         self.fast = await FastRedis.from_url(cfg.redis_url)
         self.executor = Executor(self.fast, self.keys, layout, cfg)
         await self.executor.run_on_start(self.registry_version)
+        self.scheduler = Scheduler(self.executor.run)
         logger.info(
             "serving namespace %s, clusters %s, registry version %d as %s",
             layout.namespace,
@@ -180,17 +183,17 @@ class Worker:
         )
 
     async def _consume(self) -> None:
-        assert self.streams is not None and self.executor is not None
-        streams, executor = self.streams, self.executor
+        assert self.streams is not None and self.scheduler is not None
+        streams, scheduler = self.streams, self.scheduler
         capacity = self.config.batch_size
         claim_every_s = max(self.config.idle_ms / 2000, 0.05)
         next_claim = 0.0
         loop = asyncio.get_running_loop()
         drain = self.config.drain
         while not self.stopping.is_set():
-            room = capacity - executor.in_flight
+            room = capacity - scheduler.in_flight
             if room <= 0:
-                await executor.wait_below(capacity)
+                await scheduler.wait_below(capacity)
                 continue
             try:
                 entries: list[Entry] = []
@@ -206,21 +209,21 @@ class Worker:
                 await asyncio.sleep(1)
                 continue
             if entries:
-                executor.submit(entries)
+                scheduler.submit(entries)
             elif drain:
                 # Drain mode: once nothing is in flight and nothing new came, stop.
-                await executor.wait_idle()
+                await scheduler.wait_idle()
                 entries = await streams.read(capacity, False)
                 entries += await streams.claim(capacity)
                 if not entries:
                     return
-                executor.submit(entries)
-        await executor.wait_idle()
+                scheduler.submit(entries)
+        await scheduler.wait_idle()
 
     async def shutdown(self) -> None:
         """Finish in-flight calls, release the Snowflake id, close Redis."""
-        if self.executor is not None:
-            await self.executor.wait_idle()
+        if self.scheduler is not None:
+            await self.scheduler.wait_idle()
         if self.redis is not None:
             if self._lease is not None:
                 with contextlib.suppress(RedisError, OSError):
