@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -295,3 +296,40 @@ async def _points(redis: aioredis.Redis) -> dict[int, dict[str, Any]]:
         raw: Any = await redis.hgetall(key)
         rows[int(raw[b"id"])] = {"id": int(raw[b"id"]), "x": int(raw[b"x"])}
     return rows
+
+
+async def test_watch_rows_under_random_writes(
+    start_gateway_proc: StartGateway, redis_client: aioredis.Redis
+) -> None:
+    """Equality subscriptions are dispatched by value and by held row; each must
+    still show the lowest-id row with its value, also when it subscribed while
+    writes were going on."""
+
+    rng = random.Random(11)
+    port = start_gateway_proc()
+    async with (
+        hetu.client.connect(url(port)) as c,
+        hetu.client.connect(url(port)) as writer,
+    ):
+        alive: list[int] = []
+
+        async def write(n: int) -> None:
+            for _ in range(n):
+                roll = rng.random()
+                if roll < 0.4 or len(alive) < 5:
+                    alive.append(await put(writer, "Point", 0, x=rng.randint(0, 11)))
+                elif roll < 0.85:
+                    await put(writer, "Point", rng.choice(alive), x=rng.randint(0, 11))
+                else:
+                    row_id = rng.choice(alive)
+                    alive.remove(row_id)
+                    await writer.call("remove", "Point", row_id)
+
+        background = asyncio.create_task(write(60))
+        subs = {v: await c.watch_row("Point", "x", v) for v in range(10)}
+        await background
+        await write(100)
+        rows = await _points(redis_client)
+        for v, sub in subs.items():
+            ids = sorted(i for i, r in rows.items() if r["x"] == v)
+            await wait_for(lambda: set(sub.rows) == set(ids[:1]))  # noqa: B023

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
@@ -36,7 +35,7 @@ from hetu_gateway.changelog import ChangeLogReader, parse_id, read_log, read_win
 from hetu_gateway.connection import CLOSE_INTERNAL, Connection
 from hetu_gateway.rls import visibility
 from hetu_gateway.tables import Table, build_tables
-from hetu_gateway.watch import Change, Sub
+from hetu_gateway.watch import Change, CompSubs, Sub
 from hetu_gateway.window import diff, order_key
 
 if TYPE_CHECKING:
@@ -67,7 +66,7 @@ class Subscriptions:
         self.max_limit = server.config.max_watch_limit
         self._registry: Any = None
         self._tables: dict[str, Table] = {}
-        self._by_comp: dict[str, dict[Sub, None]] = {}
+        self._by_comp: dict[str, CompSubs] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.reader = ChangeLogReader(
             server.config.redis_url, self._streams, self._dispatch
@@ -131,15 +130,17 @@ class Subscriptions:
         try:
             if limit < 1:
                 raise ValueError("limit must be at least 1")
+            eq = None
             if isinstance(msg, WatchRow):
-                lex = codec.equal_range(table.encoders[msg.index](msg.value))
+                eq = table.encoders[msg.index](msg.value)
+                lex = codec.equal_range(eq)
             else:
                 dtype = table.dtypes[msg.index]
                 lex = codec.lex_range(dtype, msg.left, msg.right) or _EMPTY
         except (ValueError, TypeError, OverflowError) as exc:
             conn.error(msg.id, "bad_request", f"bad watch: {exc}"[:200])
             return None
-        return Sub(msg.id, conn, table, msg.index, lex, limit, desc)
+        return Sub(msg.id, conn, table, msg.index, lex, limit, desc, eq)
 
     async def _open(self, sub: Sub, since: str, view: list[dict[str, Any]]) -> None:
         table, conn = sub.table, sub.conn
@@ -215,11 +216,15 @@ class Subscriptions:
     def _register(self, sub: Sub, catch_up: bool) -> None:
         if sub.closed:
             return
-        self._by_comp.setdefault(sub.table.name, {})[sub] = None
+        comp = self._by_comp.get(sub.table.name)
+        if comp is None:
+            comp = self._by_comp[sub.table.name] = CompSubs()
         if catch_up or sub.refill:
+            comp.add(sub)
             self._spawn(self._sync(sub, catch_up))
         else:
             sub.pending = None
+            comp.add(sub)
 
     async def _sync(self, sub: Sub, catch_up: bool) -> None:
         """Bring a subscription from ``sub.cid`` to live: read the log after it,
@@ -248,7 +253,7 @@ class Subscriptions:
                     if parse_id(cid) > parse_id(sub.cid):
                         sub.apply(cid, changes)
                 else:
-                    sub.pending = None
+                    sub.go_live()
                     return
         except (OSError, RedisError) as exc:
             self._fail(sub, exc)
@@ -261,6 +266,7 @@ class Subscriptions:
             return
         old = sub.window.view()
         sub.window.load(items, more)
+        sub.rows_changed()
         events = diff(old, sub.window.view())
         if parse_id(last) > parse_id(sub.cid):
             sub.cid = last
@@ -281,13 +287,13 @@ class Subscriptions:
             if ch.comp in by_comp:
                 groups.setdefault(ch.comp, []).append(Change(ch))
         for comp, mine in groups.items():
-            for sub in by_comp[comp]:
+            for sub in by_comp[comp].targets(mine):
                 if sub.pending is not None:
                     sub.pending.append((cid, mine))
                     continue
                 sub.apply(cid, mine)
                 if sub.refill:
-                    sub.pending = deque()
+                    sub.start_pending()
                     self._spawn(self._sync(sub, catch_up=False))
 
     # --- connection events --------------------------------------------------
@@ -300,7 +306,7 @@ class Subscriptions:
             sub.visible = visibility(sub.table.info, conn)
             sub.refill = True
             if sub.pending is None:
-                sub.pending = deque()
+                sub.start_pending()
                 self._spawn(self._sync(sub, catch_up=False))
 
     def on_close(self, conn: Connection) -> None:
@@ -310,10 +316,10 @@ class Subscriptions:
 
     def _drop(self, sub: Sub) -> None:
         sub.closed = True
-        subs = self._by_comp.get(sub.table.name)
-        if subs is not None:
-            subs.pop(sub, None)
-            if not subs:
+        comp = self._by_comp.get(sub.table.name)
+        if comp is not None:
+            comp.remove(sub)
+            if not comp:
                 del self._by_comp[sub.table.name]
 
     async def aclose(self) -> None:

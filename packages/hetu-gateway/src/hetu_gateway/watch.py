@@ -58,8 +58,8 @@ class Sub:
     """One subscription of one connection. 一个连接的一个订阅。"""
 
     __slots__ = (
-        "cid", "closed", "conn", "desc", "encode", "field", "id", "lex", "pending",
-        "refill", "table", "visible", "window",
+        "cid", "closed", "comp", "conn", "desc", "encode", "eq", "field", "held_ids",
+        "id", "lex", "pending", "refill", "table", "visible", "window",
     )  # fmt: skip
 
     def __init__(
@@ -71,6 +71,7 @@ class Sub:
         lex: codec.LexRange,
         limit: int,
         desc: bool,
+        eq: bytes | None = None,
     ) -> None:
         self.id = sub_id
         self.conn = conn
@@ -86,6 +87,27 @@ class Sub:
         self.pending: deque[Entry] | None = deque()
         self.refill = False
         self.closed = False
+        #: The encoded value of an equality subscription (watch_row), else None.
+        self.eq = eq
+        #: The dispatch table it is registered in, and the row ids it indexed there.
+        self.comp: CompSubs | None = None
+        self.held_ids: set[int] = set()
+
+    def start_pending(self) -> None:
+        """Hold live entries from now on (catching up or re-reading)."""
+        self.pending = deque()
+        if self.comp is not None and self.eq is not None:
+            self.comp.scan[self] = None
+
+    def go_live(self) -> None:
+        self.pending = None
+        if self.comp is not None and self.eq is not None:
+            self.comp.scan.pop(self, None)
+
+    def rows_changed(self) -> None:
+        """Keep the dispatch index in step with the window's rows."""
+        if self.comp is not None and self.eq is not None:
+            self.comp.reindex(self)
 
     def apply(self, cid: str, changes: list[Change]) -> None:
         """Apply one committed entry's changes of this component; push the net
@@ -116,3 +138,90 @@ class Sub:
                 self.conn.send(Push(self.id, cid, events))
         if window.needs_refill:
             self.refill = True
+        self.rows_changed()
+
+
+class CompSubs:
+    """The subscriptions of one component, indexed for dispatch.
+
+    Range subscriptions see every entry of the component (``scan``). Equality
+    subscriptions (watch_row) are found by the value a change writes
+    (``by_value``) or by a row id their window holds (``held``), so a change
+    costs them nothing unless it concerns them; while one is catching up it
+    sees every entry (its window is behind the entries being dispatched).
+    """
+
+    __slots__ = ("by_value", "encoders", "held", "scan")
+
+    def __init__(self) -> None:
+        self.scan: dict[Sub, None] = {}
+        self.by_value: dict[tuple[str, bytes], dict[Sub, None]] = {}
+        self.held: dict[int, dict[Sub, None]] = {}
+        self.encoders: dict[str, tuple[codec.Encoder, int]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.scan or self.by_value)
+
+    def add(self, sub: Sub) -> None:
+        sub.comp = self
+        if sub.eq is None or sub.pending is not None:
+            self.scan[sub] = None
+        if sub.eq is not None:
+            self.by_value.setdefault((sub.field, sub.eq), {})[sub] = None
+            _, n = self.encoders.get(sub.field, (sub.encode, 0))
+            self.encoders[sub.field] = (sub.encode, n + 1)
+            self.reindex(sub)
+
+    def remove(self, sub: Sub) -> None:
+        self.scan.pop(sub, None)
+        if sub.eq is None or sub.comp is not self:
+            return
+        subs = self.by_value[(sub.field, sub.eq)]
+        del subs[sub]
+        if not subs:
+            del self.by_value[(sub.field, sub.eq)]
+        enc, n = self.encoders[sub.field]
+        if n > 1:
+            self.encoders[sub.field] = (enc, n - 1)
+        else:
+            del self.encoders[sub.field]
+        for rid in sub.held_ids:
+            self._unhold(rid, sub)
+        sub.held_ids = set()
+
+    def reindex(self, sub: Sub) -> None:
+        now = set(sub.window.rows)
+        if now == sub.held_ids:
+            return
+        for rid in sub.held_ids - now:
+            self._unhold(rid, sub)
+        for rid in now - sub.held_ids:
+            self.held.setdefault(rid, {})[sub] = None
+        sub.held_ids = now
+
+    def _unhold(self, rid: int, sub: Sub) -> None:
+        subs = self.held.get(rid)
+        if subs is not None:
+            subs.pop(sub, None)
+            if not subs:
+                del self.held[rid]
+
+    def targets(self, changes: list[Change]) -> dict[Sub, None]:
+        """The subscriptions one entry's ``changes`` may concern."""
+        if not self.by_value:
+            return dict(self.scan)
+        out = dict(self.scan)
+        held, by_value = self.held, self.by_value
+        for ch in changes:
+            subs = held.get(ch.id)
+            if subs:
+                out.update(subs)
+            if ch.row is None:
+                continue
+            for field, (encode, _) in self.encoders.items():
+                member = ch.member(field, encode)
+                if member is not None:
+                    subs = by_value.get((field, member[: -codec.ID_BYTES]))
+                    if subs:
+                        out.update(subs)
+        return out
