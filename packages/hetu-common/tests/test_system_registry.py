@@ -63,5 +63,9 @@ def test_schema_problems_name_changed_and_moved_components() -> None:
         clusters=[msgspec.structs.replace(c, tag=c.tag + "z") for c in reg.clusters],
     )
     assert "cluster" in schema_problems(moved, reg)[0]
+    extra = msgspec.structs.replace(
+        reg, components={**reg.components, "Gone": msgspec.structs.replace(pet)}
+    )
+    assert "no longer defines" in schema_problems(extra, reg)[0]
     other = msgspec.structs.replace(reg, namespace="Other")
     assert "--instance" in schema_problems(other, reg)[0]

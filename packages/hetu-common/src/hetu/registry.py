@@ -152,9 +152,10 @@ def build_layout(namespace: str) -> AppLayout:
 
 
 def schema_problems(stored: Registry, new: Registry) -> list[str]:
-    """What stored data ``new`` would misread: one sentence per component whose
-    schema hash or cluster (hash tag) differs, or a namespace mismatch. Empty when
-    the app may start on the stored data.
+    """What stored data ``new`` would misread or forget: one sentence per component
+    whose schema hash or cluster (hash tag) differs or that the app no longer
+    defines, or a namespace mismatch. Empty when the app may start on the stored
+    data.
     """
     if stored.namespace != new.namespace:
         return [
@@ -167,6 +168,9 @@ def schema_problems(stored: Registry, new: Registry) -> list[str]:
     for name, old in stored.components.items():
         cur = new.components.get(name)
         if cur is None:
+            problems.append(
+                f"component {name}: stored data exists, the app no longer defines it"
+            )
             continue
         if cur.hash != old.hash:
             problems.append(
