@@ -153,7 +153,8 @@ class Worker:
             await self.redis.ping()  # pyright: ignore[reportGeneralTypeIssues]
         except (RedisError, OSError) as e:
             raise ConfigError(
-                f"cannot reach Redis at {cfg.redis_url}: {e}. Start redis-server or "
+                f"cannot reach Redis at {cfg.redis_url}: {str(e).rstrip('.')}. "
+                "Start redis-server or "
                 "pass --redis URL (env HETU_REDIS)"
             ) from e
         self.registry_version = await publish_registry(
@@ -235,4 +236,5 @@ class Worker:
             if client is not None:
                 await client.aclose()
         self.fast = self._reader = None
-        logger.info("stopped")
+        if self.ready.is_set():
+            logger.info("stopped")
