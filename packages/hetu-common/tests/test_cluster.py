@@ -77,3 +77,20 @@ def test_depends_merges_and_tagged_copy_separates_from_the_original() -> None:
     by_name = {s: c for c in clusters for s in c.systems}
     assert by_name["c_only:t1"] is by_name["d_only"]
     assert by_name["c_only"] is by_name["b_only"] is by_name["ab"]
+
+
+def test_id_collision_goes_to_the_smaller_name_first() -> None:
+    # "TestCluster.C51" and "TestCluster.C60" hash to the same id (9308).
+    c51, c60 = _comp("C51"), _comp("C60")
+
+    @hetu.define_system(namespace=NS, components=(c60,), force=True)
+    async def uses_c60(ctx):
+        pass
+
+    @hetu.define_system(namespace=NS, components=(c51,), force=True)
+    async def uses_c51(ctx):
+        pass
+
+    layout = _layout()
+    assert layout[("C51",)][0] == 9308
+    assert layout[("C60",)][0] == 9309
