@@ -99,3 +99,11 @@ async def test_calls_of_one_connection_run_in_order(gateways) -> None:
         (change_event_decoder.decode(f[b"m"])[0].row or {})["text"] for _, f in raw
     ]
     assert texts == [f"m{i}" for i in range(15)]
+
+
+async def test_elevate_refuses_a_user_id_outside_int64(gateways) -> None:
+    a, _ = gateways
+    with pytest.raises(CallError) as e:
+        await a.call("login", 2**63, conn=3)
+    assert e.value.code == "internal"  # the app passed a bad id: logged, not sent
+    assert await a.call("login", 2**63 - 1, conn=3) == {"ok": True, "reason": None}

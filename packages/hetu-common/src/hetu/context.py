@@ -226,10 +226,12 @@ async def elevate(
         ``(False, "CURRENT_CONNECTION_ALREADY_ELEVATED")``.
 
     Raises:
-        ValueError: ``user_id`` is not a positive integer.
+        ValueError: ``user_id`` is not an integer in 1 .. 2**63 - 1.
     """
-    if int(user_id) <= 0:
-        raise ValueError(f"elevate needs a positive user id, got {user_id!r}")
+    if not 0 < int(user_id) < 2**63:
+        raise ValueError(
+            f"elevate needs a user id in 1 .. 2**63 - 1 (int64), got {user_id!r}"
+        )
     if ctx.caller:
         return False, "CURRENT_CONNECTION_ALREADY_ELEVATED"
     if not kick_logged_in:
