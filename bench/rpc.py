@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import os
 import socket
 import subprocess
@@ -29,6 +30,18 @@ from hetu.redis_server import RedisServer, free_port
 
 BIN = Path(sys.executable).parent
 APP = Path(__file__).parent.parent / "examples" / "chat.py"
+# Wall-clock profiles mislead on 2 shared cores (a socket write that wakes Redis
+# gets preempted), so profiles count CPU time.
+PROFILE_GATEWAY = """
+import atexit, cProfile, sys, time
+from hetu_gateway.cli import main
+out = sys.argv[1]
+sys.argv = ["hetu-gateway", *sys.argv[2:]]
+prof = cProfile.Profile(time.process_time)
+atexit.register(lambda: (prof.disable(), prof.dump_stats(out)))
+prof.enable()
+main()
+"""
 WORKLOADS = {
     "hello": lambda i: ("hello", "bench"),
     "get": lambda i: ("get", i),
@@ -47,8 +60,8 @@ def start_processes(
         env=env,
     )  # fmt: skip
     gw = [BIN / "hetu-gateway", "--port", str(port), "--redis", redis_url]
-    if profile:  # cProfile the gateway; stats written when it exits
-        gw = [sys.executable, "-m", "cProfile", "-o", profile, *gw]
+    if profile:  # cProfile (CPU time) of the gateway; stats written when it exits
+        gw = [sys.executable, "-c", PROFILE_GATEWAY, profile, *gw[1:]]
     gateway = subprocess.Popen(gw, env=env)
     deadline = time.monotonic() + 20
     while True:
@@ -74,7 +87,12 @@ def cpu_s(pid: int) -> float:
 
 
 async def run_one(
-    url: str, workload: str, conns: int, seconds: float, pids: dict[str, int]
+    url: str,
+    workload: str,
+    conns: int,
+    seconds: float,
+    pids: dict[str, int],
+    profile_client: str | None = None,
 ) -> str:
     async with contextlib.AsyncExitStack() as stack:
         clients = [
@@ -82,7 +100,13 @@ async def run_one(
             for _ in range(conns)
         ]
         before = {name: cpu_s(pid) for name, pid in pids.items()}
+        prof = cProfile.Profile(time.process_time) if profile_client else None
+        if prof is not None:
+            prof.enable()
         row, calls = await measure(clients, workload, seconds)
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile_client)
         used = {name: cpu_s(pid) - before[name] for name, pid in pids.items()}
         cpu = " | ".join(f"{used[name] / calls * 1e6:.0f}" for name in pids)
         return f"{row} {cpu} |"
@@ -132,7 +156,9 @@ async def main(args: argparse.Namespace) -> None:
             print("|---" * (5 + len(pids)) + "|")
             for workload in args.only or list(WORKLOADS):
                 for conns in args.conns or (1, 64):
-                    line = await run_one(url, workload, conns, args.seconds, pids)
+                    line = await run_one(
+                        url, workload, conns, args.seconds, pids, args.profile_client
+                    )
                     print(line, flush=True)
         finally:
             for proc in procs.values():
@@ -147,4 +173,5 @@ if __name__ == "__main__":
     parser.add_argument("--only", action="append", choices=list(WORKLOADS))
     parser.add_argument("--conns", type=int, action="append")
     parser.add_argument("--profile-gateway", metavar="FILE")
+    parser.add_argument("--profile-client", metavar="FILE")
     uvloop.run(main(parser.parse_args()))

@@ -26,11 +26,11 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
-from websockets.frames import Frame, Opcode
-from websockets.protocol import Event, State
+from websockets.protocol import State
 
 from hetu.errors import HeTuError, ProtocolError
 from hetu.pipeline import ClientHandshake, Pipeline
+from hetu.pipeline.frames import FastFrames, client_frame
 from hetu.protocol import (
     Call,
     ClientMsg,
@@ -81,23 +81,9 @@ class ClosedError(HeTuError):
 ReplyMsg = Ok | Subscribed
 
 
-class _FastConnection(ClientConnection):
-    """Hands complete binary frames straight to :attr:`on_frame` once set, skipping
-    websockets' receive queue and a task wake-up per message."""
-
-    on_frame: Callable[[bytes], None] | None = None
-
-    def process_event(self, event: Event) -> None:
-        on_frame = self.on_frame
-        if (
-            on_frame is not None
-            and type(event) is Frame
-            and event.opcode is Opcode.BINARY
-            and event.fin
-        ):
-            on_frame(bytes(event.data))
-            return
-        super().process_event(event)
+class _FastConnection(FastFrames, ClientConnection):
+    """Hands complete binary frames straight to ``on_frame`` once set, skipping
+    websockets' parser, receive queue and a task wake-up per message."""
 
 
 class Client:
@@ -230,8 +216,7 @@ class Client:
         ws, pipeline = self._ws, self._pipeline
         assert ws is not None and pipeline is not None
         if ws.protocol.state is State.OPEN:
-            ws.protocol.send_binary(pipeline.encode(encoder.encode(msg)))
-            ws.send_data()
+            ws.transport.write(client_frame(pipeline.encode(encoder.encode(msg))))
 
     async def open(self) -> None:
         """Connect to the next URL and do the handshake.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlparse
 
 import hiredis
@@ -143,7 +143,7 @@ class FastRedis:
     @classmethod
     async def connect(
         cls, host: str = "127.0.0.1", port: int = 6379, db: int = 0
-    ) -> FastRedis:
+    ) -> Self:
         """A client with its connection open.
 
         Raises:
@@ -156,7 +156,7 @@ class FastRedis:
     @classmethod
     async def from_url(
         cls, url: str, on_message: MessageCallback | None = None, timeout_s: float = 5.0
-    ) -> FastRedis:
+    ) -> Self:
         """Connect to ``redis://[user:password@]host:port/db`` (no TLS).
 
         Raises:

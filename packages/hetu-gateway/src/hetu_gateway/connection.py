@@ -11,6 +11,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import State
 
 from hetu.pipeline import Pipeline
+from hetu.pipeline.frames import server_frame
 from hetu.protocol import Call, Err, ErrorCode, ServerMsg, encoder
 
 logger = logging.getLogger(__name__)
@@ -27,9 +28,6 @@ CLOSE_INTERNAL = 1011
 
 #: Close tasks in progress (the loop keeps only weak references to tasks).
 _closing: set[asyncio.Task[None]] = set()
-
-# FIN + binary opcode, then the 7-bit length, for payloads under 126 bytes.
-_SMALL_HEADERS = [bytes((0x82, n)) for n in range(126)]
 
 
 class Connection:
@@ -111,15 +109,8 @@ class Connection:
         ws = self.ws
         if self.closed or ws.protocol.state is not State.OPEN:
             return
-        n = len(frame)
-        if n < 126:
-            head = _SMALL_HEADERS[n]
-        elif n < 65536:
-            head = b"\x82\x7e" + n.to_bytes(2, "big")
-        else:
-            head = b"\x82\x7f" + n.to_bytes(8, "big")
         transport = ws.transport
-        transport.write(head + frame)
+        transport.write(server_frame(frame))
         if transport.get_write_buffer_size() > self.max_send_buffer:
             self.close(CLOSE_TOO_SLOW, "too slow to read")
 

@@ -26,13 +26,12 @@ import uvloop
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import Event
 
 from hetu.errors import ConfigError, ProtocolError
 from hetu.fastredis import FastRedis, pack_command
 from hetu.pipeline import ReplayGuard, accept_hello, encode_welcome
+from hetu.pipeline.frames import FastFrames
 from hetu.protocol import Call, client_msg_decoder
 from hetu_gateway.config import GatewayConfig
 from hetu_gateway.connection import (
@@ -56,31 +55,12 @@ _AUTH_REASONS = ("auth failed", "stale hello", "replayed hello")
 SubscriptionFactory = Callable[["Server", Instance], SubscriptionService]
 
 
-class _FastConnection(ServerConnection):
-    """Hands complete binary frames straight to :attr:`on_frame` once set, skipping
-    websockets' receive queue and a task wake-up per message (the hot path).
-    Fragmented and text messages still take the queue."""
+class _FastConnection(FastFrames, ServerConnection):
+    """Hands complete binary frames straight to ``on_frame`` once set, skipping
+    websockets' parser, receive queue and a task wake-up per message (the hot
+    path). Other frames and fragmented messages still take websockets' path."""
 
-    on_frame: Callable[[bytes], None] | None = None
-
-    def process_event(self, event: Event) -> None:
-        on_frame = self.on_frame
-        if (
-            on_frame is not None
-            and type(event) is Frame
-            and event.opcode is Opcode.BINARY
-            and event.fin
-        ):
-            try:
-                on_frame(bytes(event.data))  # no copy when already bytes
-            except Exception:
-                # The one catch-and-log point per connection: a bug in handling
-                # one message closes that connection only.
-                logger.exception("error handling a frame; closing the connection")
-                self.protocol.fail(CLOSE_INTERNAL, "internal error")
-                self.send_data()
-            return
-        super().process_event(event)
+    masked_frames = True
 
 
 class Server:
@@ -366,14 +346,30 @@ class Server:
         inst.on_open(conn)
         try:
             await ws.send(encode_welcome(welcome))
+            on_frame = self._frame_handler(ws, inst, conn)
             if isinstance(ws, _FastConnection):
-                ws.on_frame = lambda frame: self._on_frame(inst, conn, frame)
-            async for frame in ws:
-                self._on_frame(inst, conn, frame)
+                ws.on_frame = on_frame
+            async for frame in ws:  # what the fast path leaves to websockets
+                on_frame(frame)
         except ConnectionClosed:
             pass
         finally:
             inst.on_close(conn)
+
+    def _frame_handler(
+        self, ws: ServerConnection, inst: Instance, conn: Connection
+    ) -> Callable[[bytes | str], None]:
+        def on_frame(frame: bytes | str) -> None:
+            try:
+                self._on_frame(inst, conn, frame)
+            except Exception:
+                # The one catch-and-log point per connection: a bug in handling
+                # one message closes that connection only.
+                logger.exception("error handling a frame; closing the connection")
+                ws.protocol.fail(CLOSE_INTERNAL, "internal error")
+                ws.send_data()
+
+        return on_frame
 
     def _on_frame(self, inst: Instance, conn: Connection, frame: bytes | str) -> None:
         if conn.closed:
