@@ -18,7 +18,10 @@ from hetu.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide.md"
-HETU = str(Path(sys.executable).parent / "hetu")
+BIN = Path(sys.executable).parent
+HETU = str(BIN / "hetu")
+ONLINE = "    online: bool = hetu.property_field(False)\n"
+LEVEL = "    level: np.int16 = hetu.property_field(1)\n"
 BLOCK = re.compile(r'^```\w+ title="([^"]+)"\n(.*?)^```$', re.MULTILINE | re.DOTALL)
 
 
@@ -37,7 +40,8 @@ def write(tmp_path: Path, files: dict[str, str], *names: str) -> None:
 def test_guide_has_the_files() -> None:
     files = guide_files()
     for name in ("app.py", "client.py", "client.py output", "conftest.py",
-                 "test_app.py", "pytest.ini"):  # fmt: skip
+                 "test_app.py", "pytest.ini", "worker refusal",
+                 "migrate output"):  # fmt: skip
         assert files.get(name, "").strip(), f"docs/guide.md lost its {name} block"
     compile(files["app.py"], "app.py", "exec")
 
@@ -87,3 +91,29 @@ def test_guide_client_prints_what_the_guide_says(
             dev.wait()
         if dev.stdout is not None:
             dev.stdout.close()
+
+
+def test_guide_schema_change_and_migrate(tmp_path: Path, redis_url: str) -> None:
+    files = guide_files()
+    assert f"`{LEVEL.strip()}`" in GUIDE.read_text()
+
+    def logic(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BIN / "hetu-logic", *args, "--redis", redis_url],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    write(tmp_path, files, "app.py")
+    first = logic("app.py", "--drain", "--log-level", "warning")
+    assert first.returncode == 0, first.stderr[-3000:]
+    app = (tmp_path / "app.py").read_text()
+    assert ONLINE in app
+    (tmp_path / "app.py").write_text(app.replace(ONLINE, ONLINE + LEVEL))
+    refused = logic("app.py", "--drain", "--log-level", "warning")
+    assert refused.returncode == 2
+    assert files["worker refusal"].strip() in refused.stderr
+    migrated = logic("migrate", "app.py")
+    assert migrated.returncode == 0, migrated.stderr[-3000:]
+    assert migrated.stdout == files["migrate output"]
+    again = logic("app.py", "--drain", "--log-level", "warning")
+    assert again.returncode == 0, again.stderr[-3000:]
