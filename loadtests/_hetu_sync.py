@@ -4,8 +4,9 @@
 
 It reuses the sans-IO parts of ``hetu`` (``hetu.pipeline`` handshake and codecs,
 ``hetu.protocol`` messages) over ``websockets.sync.client``, whose sockets gevent's
-monkey-patching makes cooperative. One call at a time per client, no reconnect,
-no subscriptions: enough to measure calls. The file name starts with ``_`` so
+monkey-patching makes cooperative. One request at a time per client, no
+reconnect; subscriptions as raw pushes (no local view): enough to measure calls
+and change delivery. The file name starts with ``_`` so
 ``locust -f loadtests/`` does not load it as a locustfile.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -21,7 +24,18 @@ from websockets.sync.client import ClientConnection, connect
 from hetu.client import CallError, ClosedError
 from hetu.errors import ProtocolError
 from hetu.pipeline import ClientHandshake, Pipeline
-from hetu.protocol import Call, Err, Ok, encoder, server_msg_decoder
+from hetu.protocol import (
+    Call,
+    ClientMsg,
+    Err,
+    Ok,
+    Push,
+    ServerMsg,
+    Subscribed,
+    WatchRange,
+    encoder,
+    server_msg_decoder,
+)
 
 MAX_MESSAGE_BYTES = 64 << 20
 
@@ -53,6 +67,7 @@ class SyncClient:
         self._ids = itertools.count(1)
         self._ws: ClientConnection | None = None
         self._pipeline: Pipeline | None = None
+        self._pushes: deque[Push] = deque()  # pushes that arrived during a request
 
     def open(self, timeout_s: float = 10.0) -> None:
         """Connect and do the handshake (compression, X25519 key exchange)."""
@@ -83,31 +98,81 @@ class SyncClient:
                 ``timeout`` when no reply came within ``timeout_s``.
             ClosedError: the connection is closed.
         """
+        reply = self._request(lambda rid: Call(rid, name, list(args)), timeout_s)
+        assert isinstance(reply, Ok)
+        return reply.data
+
+    def watch_range(
+        self, comp: str, index: str, left: Any, right: Any, limit: int = 10,
+        desc: bool = False, timeout_s: float = 10.0,
+    ) -> Subscribed:  # fmt: skip
+        """Subscribe to ``left <= comp.index <= right``; the reply holds the
+        subscription id (``.sub``), the snapshot rows and its change id. Later
+        changes come from :meth:`next_push`.
+
+        Raises:
+            CallError: the gateway refused the watch (``bad_request``, ...).
+            ClosedError: the connection is closed.
+        """
+        reply = self._request(
+            lambda rid: WatchRange(rid, comp, index, left, right, limit, desc),
+            timeout_s,
+        )
+        assert isinstance(reply, Subscribed)
+        return reply
+
+    def next_push(self, timeout_s: float) -> Push | None:
+        """The next change pushed for a subscription, or None after ``timeout_s``.
+
+        Raises:
+            ClosedError: the connection is closed.
+        """
+        if self._pushes:
+            return self._pushes.popleft()
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                msg = self._recv(deadline)
+                if type(msg) is Push:
+                    return msg
+        except TimeoutError:
+            return None
+
+    def _request(self, make: Callable[[int], ClientMsg], timeout_s: float) -> Any:
         ws, pipeline = self._ws, self._pipeline
         if ws is None or pipeline is None:
             raise ClosedError(1000, "not connected: call open() first")
         req_id = next(self._ids)
         deadline = time.monotonic() + timeout_s
         try:
-            ws.send(pipeline.encode(encoder.encode(Call(req_id, name, list(args)))))
+            ws.send(pipeline.encode(encoder.encode(make(req_id))))
             while True:
-                frame = ws.recv(max(deadline - time.monotonic(), 0.0))
-                if isinstance(frame, str):
-                    raise ProtocolError("text frame from the gateway")
-                msg = server_msg_decoder.decode(pipeline.decode(frame))
-                if type(msg) is Ok and msg.id == req_id:
-                    self.last_reply_bytes = len(frame)
-                    return msg.data
-                if type(msg) is Err and msg.id in (req_id, 0):
-                    self.last_reply_bytes = len(frame)
-                    raise CallError(msg.code, msg.message)
-                # Pushes and late replies of timed-out calls: not ours, skip.
+                msg = self._recv(deadline)
+                if isinstance(msg, Push):
+                    self._pushes.append(msg)
+                elif isinstance(msg, Err):
+                    if msg.id in (req_id, 0):
+                        raise CallError(msg.code, msg.message)
+                elif msg.id == req_id:
+                    return msg
+                # Anything else is a late reply to a timed-out request: skip it.
         except TimeoutError:
             raise CallError("timeout", f"no reply within {timeout_s:g} s") from None
+
+    def _recv(self, deadline: float) -> ServerMsg:
+        """The next message (TimeoutError at ``deadline``)."""
+        ws, pipeline = self._ws, self._pipeline
+        assert ws is not None and pipeline is not None
+        try:
+            frame = ws.recv(max(deadline - time.monotonic(), 0.0))
         except ConnectionClosed as exc:
             rcvd = exc.rcvd
             code, reason = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
             raise ClosedError(code, reason) from None
+        if isinstance(frame, str):
+            raise ProtocolError("text frame from the gateway")
+        self.last_reply_bytes = len(frame)
+        return server_msg_decoder.decode(pipeline.decode(frame))
 
     def close(self) -> None:
         """Close the WebSocket (code 1000)."""
