@@ -118,7 +118,8 @@ class Client:
         self.reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
         self._reader: asyncio.Task[None] | None = None
         self._closed: ClosedError | None = None
-        self._online = asyncio.Event()
+        #: Connected and past the handshake: requests are sent at once.
+        self._online = False
 
     # --- public API ----------------------------------------------------------
 
@@ -129,9 +130,17 @@ class Client:
             CallError: the call failed (the connection stays usable).
             ClosedError: the connection is closed for good.
         """
-        reply = await self.request(lambda rid: Call(rid, name, list(args)), timeout_s)
-        assert isinstance(reply, Ok)
-        return reply.data
+        if self._closed is not None:
+            raise self._closed
+        req_id = next(self._ids)
+        # The body of request() inlined: one coroutine per call, not two.
+        fut, timer = self._submit(req_id, Call(req_id, name, list(args)), timeout_s)
+        try:
+            reply = await fut
+        finally:
+            timer.cancel()
+            self._pending.pop(req_id, None)
+        return reply.data  # type: ignore[union-attr]  # a call's reply is Ok
 
     async def request(
         self, make: Callable[[int], ClientMsg], timeout_s: float = 30.0
@@ -149,18 +158,22 @@ class Client:
         if self._closed is not None:
             raise self._closed
         req_id = next(self._ids)
-        msg = make(req_id)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[ReplyMsg] = loop.create_future()
-        self._pending[req_id] = (msg, fut)
-        if self._online.is_set():
-            self._send(msg)
-        timer = loop.call_later(timeout_s, _expire, fut, timeout_s)
+        fut, timer = self._submit(req_id, make(req_id), timeout_s)
         try:
             return await fut
         finally:
             timer.cancel()
             self._pending.pop(req_id, None)
+
+    def _submit(
+        self, req_id: int, msg: ClientMsg, timeout_s: float
+    ) -> tuple[asyncio.Future[ReplyMsg], asyncio.TimerHandle]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[ReplyMsg] = loop.create_future()
+        self._pending[req_id] = (msg, fut)
+        if self._online:
+            self._send(msg)
+        return fut, loop.call_later(timeout_s, _expire, fut, timeout_s)
 
     async def watch_range(
         self,
@@ -251,7 +264,7 @@ class Client:
         if isinstance(ws, _FastConnection):
             ws.on_frame = self._on_frame
         self._reader = asyncio.get_running_loop().create_task(self._read(ws))
-        self._online.set()
+        self._online = True
 
     def _on_frame(self, frame: bytes) -> None:
         pipeline, ws = self._pipeline, self._ws
@@ -271,7 +284,7 @@ class Client:
             async for frame in ws:
                 if isinstance(frame, bytes):
                     self._on_frame(frame)
-        self._online.clear()
+        self._online = False
         code, reason = ws.close_code or 1006, ws.close_reason or ""
         if self.reconnect and code not in FINAL_CLOSE_CODES:
             self._reader = asyncio.get_running_loop().create_task(self._reconnect())

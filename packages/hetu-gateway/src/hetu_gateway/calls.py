@@ -119,6 +119,7 @@ class Calls:
             ts=time.time(),
         )
         conn.inflight = rid
+        conn.inflight_id = call.id
         self.waiting[rid] = conn
         loop = asyncio.get_running_loop()
         conn.timer = loop.call_later(self._timeout_s, self._on_timeout, conn, rid)
@@ -158,7 +159,7 @@ class Calls:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        req_id = int(rid.rpartition(":")[2])
+        req_id = conn.inflight_id
         if code:
             conn.error(req_id, code, message)  # type: ignore[arg-type]
         else:

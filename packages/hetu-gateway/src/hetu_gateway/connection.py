@@ -47,6 +47,7 @@ class Connection:
         "group",
         "id",
         "inflight",
+        "inflight_id",
         "kicked",
         "login",
         "max_send_buffer",
@@ -84,6 +85,8 @@ class Connection:
         self.login = ""
         #: The call forwarded and not yet answered (its rid), or "".
         self.inflight = ""
+        #: The client's request id of that call.
+        self.inflight_id = 0
         self.timer: asyncio.TimerHandle | None = None
         self.queue: deque[Call] = deque()
         #: Per-System call timestamps for the apps' rate limits.
