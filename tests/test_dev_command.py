@@ -54,3 +54,17 @@ def test_dev_missing_app_file_exits_2() -> None:
     assert result.returncode == 2
     assert "no/such/app.py" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_app_that_fails_to_import_never_reports_ready(tmp_path: Path) -> None:
+    app = tmp_path / "broken.py"
+    app.write_text("import no_such_module_anywhere\n")
+    result = subprocess.run(
+        [HETU, "dev", str(app), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "ready" not in result.stdout
+    assert "hetu-logic exited" in result.stderr

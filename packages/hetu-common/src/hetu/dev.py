@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import redis as redis_sync
 import typer
 
 from hetu.errors import ConfigError
+from hetu.keys import Keys
 from hetu.redis_server import RedisServer
 
 EXIT_CONFIG = 2
@@ -56,6 +58,25 @@ def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: f
         except OSError:
             time.sleep(0.05)
     raise ConfigError(f"hetu-gateway did not listen on {host}:{port} in {timeout_s}s")
+
+
+def _wait_registry(
+    redis_url: str, instance: str, proc: subprocess.Popen[bytes], timeout_s: float
+) -> None:
+    """Wait until the logic worker has published the app's registry."""
+    key = Keys(instance).registry()
+    deadline = time.monotonic() + timeout_s
+    with redis_sync.Redis.from_url(redis_url) as r:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ConfigError(
+                    f"hetu-logic exited with code {proc.returncode} (see its "
+                    "message above)"
+                )
+            if r.exists(key):
+                return
+            time.sleep(0.05)
+    raise ConfigError(f"hetu-logic did not publish the app in {timeout_s}s")
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -112,6 +133,7 @@ def dev(
                 [gateway, "--port", str(port), "--host", host, "--redis", redis]
             )
         )
+        _wait_registry(redis, instance, procs[0], 60.0)
         _wait_port(host, port, procs[1], 30.0)
         typer.echo(
             f"hetu dev: ready, clients connect to ws://{host}:{port}/hetu/{instance}"
