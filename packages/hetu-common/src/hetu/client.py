@@ -113,6 +113,10 @@ class Client:
         self._ws: ClientConnection | None = None
         self._pipeline: Pipeline | None = None
         self._pending: dict[int, tuple[ClientMsg, asyncio.Future[ReplyMsg]]] = {}
+        #: Request id -> (loop time it times out, its timeout in s).
+        self._deadlines: dict[int, tuple[float, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._push: dict[int, Callable[[Push], None]] = {}
         #: Awaited after each reconnect, before unanswered requests are resent.
         self.reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -134,12 +138,12 @@ class Client:
             raise self._closed
         req_id = next(self._ids)
         # The body of request() inlined: one coroutine per call, not two.
-        fut, timer = self._submit(req_id, Call(req_id, name, list(args)), timeout_s)
+        fut = self._submit(req_id, Call(req_id, name, list(args)), timeout_s)
         try:
             reply = await fut
         finally:
-            timer.cancel()
             self._pending.pop(req_id, None)
+            self._deadlines.pop(req_id, None)
         return reply.data  # type: ignore[union-attr]  # a call's reply is Ok
 
     async def request(
@@ -158,22 +162,48 @@ class Client:
         if self._closed is not None:
             raise self._closed
         req_id = next(self._ids)
-        fut, timer = self._submit(req_id, make(req_id), timeout_s)
+        fut = self._submit(req_id, make(req_id), timeout_s)
         try:
             return await fut
         finally:
-            timer.cancel()
             self._pending.pop(req_id, None)
+            self._deadlines.pop(req_id, None)
 
     def _submit(
         self, req_id: int, msg: ClientMsg, timeout_s: float
-    ) -> tuple[asyncio.Future[ReplyMsg], asyncio.TimerHandle]:
+    ) -> asyncio.Future[ReplyMsg]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[ReplyMsg] = loop.create_future()
         self._pending[req_id] = (msg, fut)
+        deadline = loop.time() + timeout_s
+        self._deadlines[req_id] = (deadline, timeout_s)
         if self._online:
             self._send(msg)
-        return fut, loop.call_later(timeout_s, _expire, fut, timeout_s)
+        # One lazy timer per client instead of one per request: it is armed for
+        # the earliest deadline and re-armed when it fires.
+        if self._timer is None or deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(deadline, self._expire)
+            self._timer_at = deadline
+        return fut
+
+    def _expire(self) -> None:
+        self._timer = None
+        now = asyncio.get_running_loop().time()
+        earliest: float | None = None
+        for req_id, (deadline, timeout_s) in list(self._deadlines.items()):
+            if deadline <= now:
+                del self._deadlines[req_id]
+                entry = self._pending.get(req_id)
+                if entry is not None and not entry[1].done():
+                    msg = f"no reply within {timeout_s:g} s"
+                    entry[1].set_exception(CallError("timeout", msg))
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._timer = asyncio.get_running_loop().call_at(earliest, self._expire)
+            self._timer_at = earliest
 
     async def watch_range(
         self,
@@ -307,6 +337,9 @@ class Client:
 
     def _fail_pending(self, exc: ClosedError) -> None:
         self._closed = exc
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for _, fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(exc)
@@ -332,11 +365,6 @@ class Client:
         for msg, fut in list(self._pending.values()):
             if not fut.done():
                 self._send(msg)
-
-
-def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
-    if not fut.done():
-        fut.set_exception(CallError("timeout", f"no reply within {timeout_s:g} s"))
 
 
 @contextlib.asynccontextmanager

@@ -121,8 +121,12 @@ class Calls:
         conn.inflight = rid
         conn.inflight_id = call.id
         self.waiting[rid] = conn
+        # One lazy timer per connection, re-armed when it fires before the
+        # deadline of the call then in flight: no timer per call.
         loop = asyncio.get_running_loop()
-        conn.timer = loop.call_later(self._timeout_s, self._on_timeout, conn, rid)
+        conn.deadline = loop.time() + self._timeout_s
+        if conn.timer is None:
+            conn.timer = loop.call_at(conn.deadline, self._on_timer, conn)
         payload = call_encoder.encode(msg)
         cmd = b"%s$%d\r\n%s\r\n" % (route.xadd_prefix, len(payload), payload)
 
@@ -139,9 +143,15 @@ class Calls:
         self._redis.send(cmd, on_added)
         access_log.debug("call %s conn=%d rid=%s", call.sys, conn.id, rid)
 
-    def _on_timeout(self, conn: Connection, rid: str) -> None:
-        if self.waiting.get(rid) is conn:
-            conn.timer = None
+    def _on_timer(self, conn: Connection) -> None:
+        conn.timer = None
+        rid = conn.inflight
+        if not rid or conn.closed or self.waiting.get(rid) is not conn:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < conn.deadline:
+            conn.timer = loop.call_at(conn.deadline, self._on_timer, conn)
+        else:
             self._answer(
                 conn,
                 rid,
@@ -156,9 +166,6 @@ class Calls:
     ) -> None:
         del self.waiting[rid]
         conn.inflight = ""
-        if conn.timer is not None:
-            conn.timer.cancel()
-            conn.timer = None
         req_id = conn.inflight_id
         if code:
             conn.error(req_id, code, message)  # type: ignore[arg-type]

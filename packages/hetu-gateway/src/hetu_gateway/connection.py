@@ -44,6 +44,7 @@ class Connection:
         "addr",
         "caller",
         "closed",
+        "deadline",
         "group",
         "id",
         "inflight",
@@ -87,6 +88,8 @@ class Connection:
         self.inflight = ""
         #: The client's request id of that call.
         self.inflight_id = 0
+        #: Loop time when the call in flight times out; checked by ``timer``.
+        self.deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.queue: deque[Call] = deque()
         #: Per-System call timestamps for the apps' rate limits.
