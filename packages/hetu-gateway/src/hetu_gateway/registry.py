@@ -27,8 +27,22 @@ class Route:
     info: SystemInfo
     stream: bytes  # the cluster's ``calls`` stream key
     permission: str | None  # "EVERYBODY" / "USER" / "ADMIN"; None: not callable
-    #: ``XADD <stream> * m`` packed, waiting for the payload bulk string.
+    #: ``XADD <stream> MAXLEN ~ n * m`` packed, waiting for the payload bulk string.
     xadd_prefix: bytes
+
+
+#: Cap of a ``calls`` stream. Acknowledged entries are never deleted one by one,
+#: so without a cap the stream would grow by every call ever made; only a backlog
+#: of this many unanswered calls (long after their clients timed out) is at risk.
+CALLS_STREAM_MAXLEN = 1_000_000
+
+
+def _xadd_prefix(stream: bytes) -> bytes:
+    packed = pack_command(
+        b"XADD", stream, b"MAXLEN", b"~", CALLS_STREAM_MAXLEN, b"*", b"m"
+    )
+    # One more argument (the payload) follows: rewrite the array length.
+    return b"*8" + packed[packed.index(b"\r\n") :]
 
 
 class RegistryView:
@@ -45,7 +59,7 @@ class RegistryView:
                 logger.warning("registry: system %s names unknown cluster", name)
                 continue
             stream = keys.cluster(tag).calls().encode()
-            prefix = pack_command(b"XADD", stream, b"*", b"m").replace(b"*4", b"*5", 1)
+            prefix = _xadd_prefix(stream)
             self.routes[name] = Route(info, stream, info.permission, prefix)
 
 
