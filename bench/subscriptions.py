@@ -12,7 +12,8 @@ encryption. Measures:
 - fan-out: ``--watchers`` connections (all in this process) watch one row;
   one commit; time until half and all of them have the event (this process
   decrypts, decompresses and decodes every copy, so it shares the time), and
-  the gateway's CPU time per change.
+  the gateway's CPU time per change; then each watches a row of its own and one
+  more watches the changed row: the gateway's CPU per change (dispatch by value).
 
 Usage:
 
@@ -143,7 +144,7 @@ async def latency(url: str, committer: Committer, changes: int) -> list[str]:
 
 async def fanout(
     url: str, committer: Committer, watchers: int, rounds: int, gateway_pid: int
-) -> str:
+) -> tuple[str, str]:
     async with contextlib.AsyncExitStack() as stack:
         clients: list[hetu.client.Client] = []
         while len(clients) < watchers:  # in batches: handshakes read Redis
@@ -167,11 +168,24 @@ async def fanout(
             mids.append(times[len(times) // 2] - t0)
             lasts.append(times[-1] - t0)
         gw_ms = (cpu_s(gateway_pid) - cpu_before) / rounds * 1000
-        return (
+        line = (
             f"| {watchers} | {rounds} | {statistics.median(mids) * 1000:.1f} "
             f"| {statistics.median(lasts) * 1000:.1f} | {max(lasts) * 1000:.1f} "
             f"| {gw_ms:.1f} |"
         )
+        for sub in subs:
+            await sub.close()
+        # Each watcher now watches a row of its own; one more watches row 2.
+        for i, c in enumerate(clients):
+            await c.watch_row("Counter", "key", 10_000 + i)
+        pacer = await clients[0].watch_row("Counter", "key", 2)
+        cpu_before = cpu_s(gateway_pid)
+        for _ in range(rounds * 20):
+            await committer.bump(2)
+            assert await pacer.next_event(timeout=5) is not None
+        per_change = (cpu_s(gateway_pid) - cpu_before) / (rounds * 20) * 1e6
+        other = f"| {watchers} other rows + 1 | {rounds * 20} | {per_change:.0f} |"
+        return line, other
 
 
 async def _arrival(sub: Subscription) -> float:
@@ -202,10 +216,14 @@ async def main(args: argparse.Namespace) -> None:
             print("| watchers | rounds | half received ms | all received ms "
                   "| worst all ms | gateway CPU ms/change |")  # fmt: skip
             print("|---|---|---|---|---|---|")
-            line = await fanout(
+            line, other = await fanout(
                 url, committer, args.watchers, args.rounds, procs[1].pid
             )
             print(line)
+            print()
+            print("| watch_rows | changes | gateway CPU µs/change |")
+            print("|---|---|---|")
+            print(other)
         finally:
             await redis.aclose()
             for proc in procs:
