@@ -10,6 +10,7 @@ import pytest
 from hetu.storage import codec
 from hetu.wire import ComponentInfo
 from hetu_gateway.rls import visibility
+from hetu_gateway.tables import check_value
 from hetu_gateway.window import Window, diff, order_key
 
 
@@ -139,3 +140,29 @@ class WindowModel:
                 self.refill()
             want = {r["id"]: r for _, r in self.truth()[: self.limit]}
             assert self.window.view() == want, trial
+
+
+@pytest.mark.parametrize(
+    ("dtype", "value", "bound", "ok"),
+    [
+        ("<i8", 5, False, True),
+        ("<i8", 5.5, False, False),
+        ("<i8", float("inf"), True, True),
+        ("<i8", "(3", True, True),
+        ("<i8", "3", True, False),
+        ("<f8", 2, False, True),
+        ("<U8", "x", False, True),
+        ("<U8", 3, False, False),
+        ("|S8", b"x", False, True),
+        ("|S8", 10**9, True, False),  # bytes(int) would allocate
+        ("|S8", [1], True, False),
+    ],
+)
+def test_watch_values_must_fit_the_index(
+    dtype: str, value: Any, bound: bool, ok: bool
+) -> None:
+    if ok:
+        check_value(dtype, value, bound)
+    else:
+        with pytest.raises(TypeError):
+            check_value(dtype, value, bound)

@@ -34,7 +34,7 @@ from hetu.wire import RowChange
 from hetu_gateway.changelog import ChangeLogReader, parse_id, read_log, read_window
 from hetu_gateway.connection import CLOSE_INTERNAL, Connection
 from hetu_gateway.rls import visibility
-from hetu_gateway.tables import Table, build_tables
+from hetu_gateway.tables import Table, build_tables, check_value
 from hetu_gateway.watch import Change, CompSubs, Sub
 from hetu_gateway.window import diff, order_key
 
@@ -131,11 +131,14 @@ class Subscriptions:
             if limit < 1:
                 raise ValueError("limit must be at least 1")
             eq = None
+            dtype = table.dtypes[msg.index]
             if isinstance(msg, WatchRow):
+                check_value(dtype, msg.value, bound=False)
                 eq = table.encoders[msg.index](msg.value)
                 lex = codec.equal_range(eq)
             else:
-                dtype = table.dtypes[msg.index]
+                check_value(dtype, msg.left, bound=True)
+                check_value(dtype, msg.right, bound=True)
                 lex = codec.lex_range(dtype, msg.left, msg.right) or _EMPTY
         except (ValueError, TypeError, OverflowError) as exc:
             conn.error(msg.id, "bad_request", f"bad watch: {exc}"[:200])

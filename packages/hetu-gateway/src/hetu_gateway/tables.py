@@ -69,9 +69,35 @@ class Table:
         return row
 
 
+def check_value(dtype: str, value: Any, bound: bool) -> None:
+    """Refuse what is not a value of an index of ``dtype``; a range ``bound`` may
+    also be a float on an int index or a ``"(x"``/``"[x"`` string.
+
+    Raises:
+        TypeError: naming the value and the dtype.
+    """
+    if bound and isinstance(value, str) and value[:1] in ("(", "["):
+        return
+    kind = _kind(dtype)
+    if kind in "iub":
+        ok = isinstance(value, int) or (bound and isinstance(value, float))
+    elif kind == "f":
+        ok = isinstance(value, int | float)
+    elif kind == "U":
+        ok = isinstance(value, str)
+    else:
+        ok = isinstance(value, bytes)
+    if not ok:
+        raise TypeError(f"{value!r:.40} is not a value of an index of dtype {dtype}")
+
+
+def _kind(dtype: str) -> str:
+    return dtype.lstrip("<>|=")[:1]
+
+
 def _default(dtype: str, value: Any) -> Any:
     """A schema JSON default as the Python value rows carry."""
-    kind = dtype.lstrip("<>|=")[:1]
+    kind = _kind(dtype)
     if kind == "S":
         return base64.b64decode(value)
     if kind == "f":
