@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import hetu.client
 from hetu.client import CallError, Client
 from hetu.keys import Keys
+from hetu.protocol import Subscribed, WatchRange
 from hetu.subscription import Subscription
 
 from .gateway_procs import BIN, _stop, _wait, start_gateway_proc, url
@@ -333,3 +334,37 @@ async def test_watch_rows_under_random_writes(
         for v, sub in subs.items():
             ids = sorted(i for i, r in rows.items() if r["x"] == v)
             await wait_for(lambda: set(sub.rows) == set(ids[:1]))  # noqa: B023
+
+
+async def test_a_forged_resume_view_gets_a_fresh_snapshot(
+    start_gateway_proc: StartGateway,
+) -> None:
+    """A view the connection could not have had (hidden, out of range, wrong
+    types) is not trusted: the reply is a fresh snapshot of visible rows."""
+    port = start_gateway_proc()
+    async with hetu.client.connect(url(port)) as c:
+        mine = await put(c, "Item", 0, owner=1, value=5)
+        other = await put(c, "Item", 0, owner=2, value=6)
+        await c.call("login", 1, 0)
+        since = (await c.watch_range("Item", "value", 0, 100)).cid
+        forged = [
+            [{"id": other, "owner": 2, "value": 6, "note": ""}],  # hidden
+            [{"id": mine, "owner": 1, "value": 500, "note": ""}],  # out of range
+            [{"id": mine, "owner": 1, "value": "5", "note": ""}],  # wrong type
+            [{"owner": 1, "value": 5}],  # no id
+        ]
+        for view in forged:
+            reply = await c.request(
+                lambda rid, v=view: WatchRange(
+                    rid, "Item", "value", 0, 100, 10, False, since, v
+                )
+            )
+            assert isinstance(reply, Subscribed) and reply.fresh
+            assert [r["id"] for r in reply.rows] == [mine]
+        honest = [{"id": mine, "owner": 1, "value": 5, "note": ""}]
+        reply = await c.request(
+            lambda rid: WatchRange(
+                rid, "Item", "value", 0, 100, 10, False, since, honest
+            )
+        )
+        assert isinstance(reply, Subscribed) and not reply.fresh

@@ -166,6 +166,11 @@ class Subscriptions:
             self._register(sub, catch_up=parse_id(position) > parse_id(info_last))
         except (OSError, RedisError) as exc:
             self._fail(sub, exc)
+        except Exception:  # a bug: answer the request, keep the connection
+            logger.exception("watch %d of conn %d failed", sub.id, conn.id)
+            if conn.subs.pop(sub.id, None) is not None:
+                self._drop(sub)
+                conn.error(sub.id, "internal", "the watch failed; see the gateway log")
 
     async def _resumable(
         self, sub: Sub, since: str, view: list[dict[str, Any]]
@@ -180,12 +185,19 @@ class Subscriptions:
         if not info.holds_after(since) or len(view) > sub.window.limit:
             return False
         items = []
+        dtype = sub.table.dtypes[sub.field]
         for row in view:
+            if type(row.get("id")) is not int:
+                return False
+            try:
+                check_value(dtype, row.get(sub.field), bound=False)
+            except TypeError:
+                return False
             ch = Change(RowChange(sub.table.name, "update", row.get("id", 0), row))
             member = ch.member(sub.field, sub.encode)
             if member is None or not codec.lex_contains(sub.lex, member):
                 return False
-            if type(ch.id) is not int or not sub.visible(row):
+            if not sub.visible(row):
                 return False
             items.append((order_key(member, sub.desc), row))
         items.sort(key=_first)
@@ -259,6 +271,9 @@ class Subscriptions:
                     sub.go_live()
                     return
         except (OSError, RedisError) as exc:
+            self._fail(sub, exc)
+        except Exception as exc:  # a bug: the client's resume starts it afresh
+            logger.exception("subscription %d of conn %d failed", sub.id, sub.conn.id)
             self._fail(sub, exc)
 
     async def _refill(self, sub: Sub) -> None:
