@@ -107,3 +107,15 @@ async def test_elevate_refuses_a_user_id_outside_int64(gateways) -> None:
         await a.call("login", 2**63, conn=3)
     assert e.value.code == "internal"  # the app passed a bad id: logged, not sent
     assert await a.call("login", 2**63 - 1, conn=3) == {"ok": True, "reason": None}
+
+
+async def test_applied_calls_leave_the_stream(
+    gateways, redis_client: aioredis.Redis
+) -> None:
+    a, _ = gateways
+    for i in range(30):
+        await a.call("add", 9, 1, conn=i)
+    await a.call("hello", "x")
+    streams = [k async for k in redis_client.scan_iter(match="hetu:*:calls")]
+    assert streams
+    assert [await redis_client.xlen(s) for s in streams] == [0] * len(streams)

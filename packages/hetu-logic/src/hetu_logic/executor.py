@@ -76,8 +76,9 @@ class Executor:
         msg = entry.msg
         ckeys = self._stream_keys[entry.stream]
         if msg is None:
-            await self.redis.execute_command(
-                "XACK", entry.stream, GROUP, entry.entry_id
+            await asyncio.gather(
+                self.redis.execute_command("XACK", entry.stream, GROUP, entry.entry_id),
+                self.redis.execute_command("XDEL", entry.stream, entry.entry_id),
             )
             return
         d = self.systems.get(msg.sys)
@@ -228,8 +229,9 @@ class Executor:
         # this entry; a client retry (same rid) re-runs it, but Systems it called
         # carry derived rids and are answered from their cache.
         run = self.redis.execute_command
-        _, cached = await asyncio.gather(
+        _, _, cached = await asyncio.gather(
             run("XACK", entry.stream, GROUP, entry.entry_id),
+            run("XDEL", entry.stream, entry.entry_id),
             run("GET", extras.reply_cache_key),
         )
         if cached is not None:

@@ -17,7 +17,10 @@ local cache = tonumber(A[6])
 if cache > 0 then
   local cached = redis.call('GET', KEYS[cache])
   if cached then
-    if ack > 0 then redis.call('XACK', KEYS[ack], A[2], A[3]) end
+    if ack > 0 then
+      redis.call('XACK', KEYS[ack], A[2], A[3])
+      redis.call('XDEL', KEYS[ack], A[3])
+    end
     return {2, cached}
   end
 end
@@ -82,7 +85,11 @@ for _ = 1, n do
   p = p + 2 + c
 end
 
-if ack > 0 then redis.call('XACK', KEYS[ack], A[2], A[3]) end
+-- An applied call leaves the stream: the stream holds only calls not yet done.
+if ack > 0 then
+  redis.call('XACK', KEYS[ack], A[2], A[3])
+  redis.call('XDEL', KEYS[ack], A[3])
+end
 local change_id = ''
 local changes = tonumber(A[8])
 if changes > 0 and writes > 0 then
