@@ -41,6 +41,7 @@ from hetu.errors import ConfigError
 ReplyCallback = Callable[[Any], None]
 MessageCallback = Callable[[bytes, bytes], None]
 _Future = asyncio.Future
+_ReplyError = hiredis.ReplyError
 _MESSAGE = b"message"
 
 
@@ -60,7 +61,8 @@ class _Protocol(asyncio.Protocol):
         self.waiting: deque[Any] = deque()
         self.buffer: list[bytes] = []
         self.lost: Exception | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
         self.on_message = on_message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,18 +81,17 @@ class _Protocol(asyncio.Protocol):
                 on_message(reply[1], reply[2])
                 continue
             waiter = waiting.popleft()
-            if waiter is None:
-                continue
-            if type(reply) is hiredis.ReplyError:
-                reply = BaseParser.parse_error(str(reply))
-            if type(waiter) is _Future:
-                if waiter.done():  # its caller was cancelled; the reply is dropped
-                    continue
-                if isinstance(reply, Exception):
-                    waiter.set_exception(reply)
-                else:
+            if type(reply) is _ReplyError:
+                error = BaseParser.parse_error(str(reply))
+                if type(waiter) is _Future:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                elif waiter is not None:
+                    waiter(error)
+            elif type(waiter) is _Future:
+                if not waiter.done():  # else its caller was cancelled: dropped
                     waiter.set_result(reply)
-            else:
+            elif waiter is not None:
                 waiter(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -223,9 +224,9 @@ class FastRedis:
             self._proto = proto
 
     def _queue(self, proto: _Protocol, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        fut = asyncio.get_running_loop().create_future()
+        fut = proto.loop.create_future()
         if not proto.buffer:
-            asyncio.get_running_loop().call_soon(proto.flush)
+            proto.loop.call_soon(proto.flush)
         proto.buffer.append(hiredis.pack_command(args))
         proto.waiting.append(fut)
         return fut
@@ -259,7 +260,7 @@ class FastRedis:
                 callback(RedisConnectionError("not connected to Redis"))
             return
         if not proto.buffer:
-            asyncio.get_running_loop().call_soon(proto.flush)
+            proto.loop.call_soon(proto.flush)
         proto.buffer.append(command)
         proto.waiting.append(callback)
 
