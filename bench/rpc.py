@@ -151,6 +151,7 @@ async def main(args: argparse.Namespace) -> None:
         pids["redis"] = int(info["process_id"])
         pids["client"] = os.getpid()
         try:
+            print("load average at start:", *(f"{x:.2f}" for x in os.getloadavg()))
             print("| workload | conns | calls/s | p50 ms | p99 ms | CPU µs/call: "
                   + " | ".join(pids) + " |")  # fmt: skip
             print("|---" * (5 + len(pids)) + "|")
@@ -160,6 +161,7 @@ async def main(args: argparse.Namespace) -> None:
                         url, workload, conns, args.seconds, pids, args.profile_client
                     )
                     print(line, flush=True)
+            print("load average at end:", *(f"{x:.2f}" for x in os.getloadavg()))
         finally:
             for proc in procs.values():
                 proc.terminate()
