@@ -104,7 +104,7 @@ async def run_one(
         if prof is not None:
             prof.enable()
         row, calls = await measure(clients, workload, seconds)
-        if prof is not None:
+        if prof is not None and profile_client:
             prof.disable()
             prof.dump_stats(profile_client)
         used = {name: cpu_s(pid) - before[name] for name, pid in pids.items()}
