@@ -352,6 +352,7 @@ async def test_a_forged_resume_view_gets_a_fresh_snapshot(
             [{"id": mine, "owner": 1, "value": 500, "note": ""}],  # out of range
             [{"id": mine, "owner": 1, "value": "5", "note": ""}],  # wrong type
             [{"owner": 1, "value": 5}],  # no id
+            [{"id": mine, "owner": 1, "value": 5, "note": ""}] * 2,  # twice
         ]
         for view in forged:
             reply = await c.request(

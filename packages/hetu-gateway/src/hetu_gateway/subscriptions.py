@@ -186,9 +186,10 @@ class Subscriptions:
             return False
         items = []
         dtype = sub.table.dtypes[sub.field]
+        ids = [row.get("id") for row in view]
+        if any(type(i) is not int for i in ids) or len(set(ids)) != len(ids):
+            return False
         for row in view:
-            if type(row.get("id")) is not int:
-                return False
             try:
                 check_value(dtype, row.get(sub.field), bound=False)
             except TypeError:
@@ -224,7 +225,7 @@ class Subscriptions:
                 if flat and visible(row := decode(flat)):
                     items.append((order_key(member, sub.desc), row))
             exhausted = len(reply) < fetch
-            if exhausted or len(items) > window.cap or fetch >= _MAX_FETCH:
+            if exhausted or len(items) >= window.cap or fetch >= _MAX_FETCH:
                 return items, info.last, not exhausted or len(items) > window.cap
             fetch *= 4
 
