@@ -162,6 +162,9 @@ async def test_sigkill_a_gateway_clients_resume_on_the_other(
                 lo = rng.randint(0, 99 - WIDTH)
                 sub = await c.watch_range("Point", "x", lo, lo + WIDTH, limit=200)
                 watches.append((c, lo, sub, sub.cid))
+        # and a top-3 window each: rows pushed out and refilled across the kill
+        tops = [await c.watch_range("Point", "x", 0, 99, limit=3, desc=True)
+                for c in clients]  # fmt: skip
 
         def kill() -> None:
             gateways[0].send_signal(signal.SIGKILL)
@@ -174,6 +177,15 @@ async def test_sigkill_a_gateway_clients_resume_on_the_other(
             while sub.rows != in_range:
                 assert asyncio.get_running_loop().time() < deadline, (lo, sub.rows)
                 await asyncio.sleep(0.01)
+        top3 = {r["id"]: r for r in sorted(
+            want.values(), key=lambda r: (r["x"], r["id"]), reverse=True
+        )[:3]}  # fmt: skip
+        for sub in tops:
+            while sub.rows != top3:
+                assert asyncio.get_running_loop().time() < deadline, sub.rows
+                await asyncio.sleep(0.01)
+            cids = received_cids(sub)
+            assert cids == sorted(set(cids), key=_key)  # each once, in commit order
         raw: Any = await redis_client.xrange(
             next(iter(await redis_client.keys("*:changes")))
         )
