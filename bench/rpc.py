@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import redis as sync_redis
 import uvloop
@@ -32,16 +33,25 @@ BIN = Path(sys.executable).parent
 APP = Path(__file__).parent.parent / "examples" / "chat.py"
 # Wall-clock profiles mislead on 2 shared cores (a socket write that wakes Redis
 # gets preempted), so profiles count CPU time.
-PROFILE_GATEWAY = """
-import atexit, cProfile, sys, time
-from hetu_gateway.cli import main
-out = sys.argv[1]
-sys.argv = ["hetu-gateway", *sys.argv[2:]]
+PROFILED = """
+import atexit, cProfile, importlib, sys, time
+out, module, name = sys.argv[1:4]
+main = importlib.import_module(module).main
+sys.argv = [name, *sys.argv[4:]]
 prof = cProfile.Profile(time.process_time)
 atexit.register(lambda: (prof.disable(), prof.dump_stats(out)))
 prof.enable()
 main()
 """
+
+
+def profiled(command: list[Any], module: str, out: str | None) -> list[Any]:
+    """``command`` run under a CPU-time cProfile written to ``out`` at exit."""
+    if not out:
+        return command
+    return [sys.executable, "-c", PROFILED, out, module, *command]
+
+
 WORKLOADS = {
     "hello": lambda i: ("hello", "bench"),
     "get": lambda i: ("get", i),
@@ -50,19 +60,19 @@ WORKLOADS = {
 
 
 def start_processes(
-    redis_url: str, logic_workers: int, profile: str | None
+    redis_url: str, logic_workers: int, args: argparse.Namespace
 ) -> tuple[int, dict[str, subprocess.Popen[bytes]]]:
     port = free_port()
     env = {**os.environ, "HETU_LOG_LEVEL": "warning"}
-    logic = subprocess.Popen(
-        [BIN / "hetu-logic", "--cluster", "all", str(APP), "--redis", redis_url,
-         "--workers", str(logic_workers)],
-        env=env,
-    )  # fmt: skip
+    logic = [BIN / "hetu-logic", "--cluster", "all", str(APP), "--redis", redis_url,
+             "--workers", str(logic_workers)]  # fmt: skip
+    logic = profiled(logic, "hetu_logic.cli", args.profile_logic)
     gw = [BIN / "hetu-gateway", "--port", str(port), "--redis", redis_url]
-    if profile:  # cProfile (CPU time) of the gateway; stats written when it exits
-        gw = [sys.executable, "-c", PROFILE_GATEWAY, profile, *gw[1:]]
-    gateway = subprocess.Popen(gw, env=env)
+    gw = profiled(gw, "hetu_gateway.cli", args.profile_gateway)
+    procs = {
+        "logic": subprocess.Popen(logic, env=env),
+        "gateway": subprocess.Popen(gw, env=env),
+    }
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -72,7 +82,7 @@ def start_processes(
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-    return port, {"logic": logic, "gateway": gateway}
+    return port, procs
 
 
 def cpu_s(pid: int) -> float:
@@ -142,9 +152,7 @@ async def measure(
 
 async def main(args: argparse.Namespace) -> None:
     with RedisServer() as redis:
-        port, procs = start_processes(
-            redis.url, args.logic_workers, args.profile_gateway
-        )
+        port, procs = start_processes(redis.url, args.logic_workers, args)
         url = f"ws://127.0.0.1:{port}/hetu/default"
         pids = {name: proc.pid for name, proc in procs.items()}
         info = sync_redis.Redis(port=redis.port).info("server")
@@ -176,4 +184,5 @@ if __name__ == "__main__":
     parser.add_argument("--conns", type=int, action="append")
     parser.add_argument("--profile-gateway", metavar="FILE")
     parser.add_argument("--profile-client", metavar="FILE")
+    parser.add_argument("--profile-logic", metavar="FILE")
     uvloop.run(main(parser.parse_args()))

@@ -264,11 +264,11 @@ class FastRedis:
         proto.buffer.append(command)
         proto.waiting.append(callback)
 
-    async def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-        return await self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Awaitable[Any]:
+        return self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
 
-    async def script_load(self, script: str | bytes) -> Any:
-        return await self.execute_command("SCRIPT", "LOAD", script)
+    def script_load(self, script: str | bytes) -> Awaitable[Any]:
+        return self.execute_command("SCRIPT", "LOAD", script)
 
     async def subscribe(self, *channels: str) -> None:
         """Subscribe to ``channels`` (kept across reconnects); needs ``on_message``.
