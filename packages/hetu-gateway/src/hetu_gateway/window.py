@@ -83,13 +83,16 @@ class Window:
                     touched[rid] = pos < limit
         if row_id not in touched:
             touched[row_id] = self._in_view(row_id)
+        # With ``more``, the kept rows are all visible rows up to the last kept
+        # one; that stays true of its key while the row itself moves.
+        known = order[-1] if order else None
         old = self.rows.pop(row_id, None)
         if old is not None:
             del order[bisect_left(order, (old[0], row_id))]
         if key is None or row is None:
             return
         item = (key, row_id)
-        if self.more and (not order or item > order[-1]):
+        if self.more and (known is None or item > known):
             return  # beyond the kept rows: unknown rows may lie in between
         insort(order, item)
         self.rows[row_id] = (key, row)
