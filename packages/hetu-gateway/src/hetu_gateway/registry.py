@@ -31,9 +31,10 @@ class Route:
     xadd_prefix: bytes
 
 
-#: Cap of a ``calls`` stream. Acknowledged entries are never deleted one by one,
-#: so without a cap the stream would grow by every call ever made; only a backlog
-#: of this many unanswered calls (long after their clients timed out) is at risk.
+#: Cap of a ``calls`` stream. Workers delete the calls they apply, so the stream
+#: holds only a backlog; the cap bounds it (and Redis's memory) when no worker
+#: serves the cluster for long: past it the oldest calls, whose clients got
+#: ``timeout`` long ago, are dropped.
 CALLS_STREAM_MAXLEN = 1_000_000
 
 
