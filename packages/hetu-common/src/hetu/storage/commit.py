@@ -32,9 +32,9 @@ class CommitExtras(msgspec.Struct, frozen=True, kw_only=True):
     An empty ``str`` / 0 leaves a step out. Steps, in order: if ``reply_cache_key``
     exists, nothing is written, the stream entry is XACKed and XDELed and the cached
     reply is returned (a duplicate request); else the writes, ``XACK ack_stream
-    ack_group ack_id`` + ``XDEL ack_stream ack_id``, ``XADD changes_stream MAXLEN ~ changes_maxlen * m <event>`` (only when
-    rows were written), ``SET reply_cache_key reply EX reply_cache_ttl_s`` and
-    ``PUBLISH reply_channel reply``.
+    ack_group ack_id`` + ``XDEL ack_stream ack_id``, ``XADD changes_stream MAXLEN ~
+    changes_maxlen * m <event>`` (only when rows were written), ``SET
+    reply_cache_key reply EX reply_cache_ttl_s`` and ``PUBLISH reply_channel reply``.
     """
 
     ack_stream: str = ""
