@@ -66,6 +66,10 @@ class Keys:
         """Lease of Snowflake worker id ``worker_id`` (expires)."""
         return f"{self.prefix}sf:{worker_id}"
 
+    def snowflake_pattern(self) -> str:
+        """``SCAN`` pattern matching every Snowflake lease (running workers)."""
+        return f"{self.prefix}sf:*"
+
 
 class ClusterKeys:
     """Keys of one SystemCluster: ``hetu:<inst>:{<tag>}:...``. 一个系统簇的键名。

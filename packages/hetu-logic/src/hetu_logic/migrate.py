@@ -394,7 +394,7 @@ async def apply_plan(redis: aioredis.Redis, keys: Keys, plan: Plan) -> tuple[int
 
 
 async def _running_workers(redis: aioredis.Redis, keys: Keys) -> int:
-    pattern = keys.snowflake(0).rpartition(":")[0] + ":*"
+    pattern = keys.snowflake_pattern()
     return len([k async for k in redis.scan_iter(match=pattern)])
 
 
