@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from hetu.pipeline.frames import client_frame
@@ -39,6 +40,14 @@ async def test_frames_split_batched_fragmented_and_pings(
         assert await recv_msg(ws, pipe) == Ok(6, [6])
         transport.write(frame(7))
         assert await recv_msg(ws, pipe) == Ok(7, [7])
+        # A large frame (64-bit length) in small chunks, echoed back in one.
+        blob = os.urandom(200_000)  # incompressible
+        data = client_frame(pipe.encode(encoder.encode(Call(8, "echo", [blob]))))
+        assert len(data) > 200_000
+        for i in range(0, len(data), 1000):
+            transport.write(data[i : i + 1000])
+            await asyncio.sleep(0)
+        assert await recv_msg(ws, pipe) == Ok(8, [blob])
         (conn,) = gw.instances[INSTANCE].connections.values()
         assert conn.ws._fast  # the gateway parses frames itself again
     finally:

@@ -61,6 +61,27 @@ def client_frame(payload: bytes) -> bytes:
     return head + mask + apply_mask(payload, mask)
 
 
+def _header(buf: bytes, pos: int, size: int) -> tuple[int, int] | None:
+    """(payload offset, payload length) of the frame at ``pos``; None if its
+    header is incomplete (at least 2 bytes are there)."""
+    b1 = buf[pos + 1]
+    length = b1 & 0x7F
+    head = pos + 2
+    if length == 126:
+        if size - pos < 4:
+            return None
+        length = int.from_bytes(buf[head : head + 2], "big")
+        head += 2
+    elif length == 127:
+        if size - pos < 10:
+            return None
+        length = int.from_bytes(buf[head : head + 8], "big")
+        head += 8
+    if b1 & 0x80:
+        head += 4
+    return head, length
+
+
 def _at_frame_boundary(protocol: Any) -> bool:
     """websockets' parser holds no bytes and waits for the start of a frame."""
     if protocol.state is not _OPEN or protocol.current_size is not None:
@@ -84,7 +105,11 @@ class FastFrames:
     #: Whether incoming frames must be masked (True on the server side).
     masked_frames = False
     _fast = False
-    _rest = b""
+    #: Bytes of an unfinished frame, kept as chunks and joined once the frame is
+    #: complete (``_have >= _need``), so a large frame is not copied per chunk.
+    _pending: list[bytes] | None = None
+    _have = 0
+    _need = 0
 
     def data_received(self, data: bytes) -> None:
         on_frame = self.on_frame
@@ -94,33 +119,26 @@ class FastFrames:
                 super().data_received(data)  # type: ignore[misc]
                 return
             self._fast = True
-        buf = self._rest + data if self._rest else data
+        buf = self._join(data)
+        if buf is None:
+            return
         size = len(buf)
         pos = 0
+        need = 0  # bytes from pos that complete the frame, when known
         max_size = protocol.max_message_size
         masked = self.masked_frames
         while size - pos >= 2:
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            head = pos + 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[head : head + 2], "big")
-                head += 2
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[head : head + 8], "big")
-                head += 8
-            is_masked = b1 & 0x80
-            if is_masked:
-                head += 4
+            header = _header(buf, pos, size)
+            if header is None:
+                break
+            head, length = header
+            is_masked = buf[pos + 1] & 0x80
             end = head + length
             if max_size is not None and length > max_size:
                 self._give_back(buf[pos:])  # websockets closes with 1009
                 return
             if end > size:
+                need = end - pos
                 break
             if (
                 buf[pos] == _BINARY_FIN
@@ -139,11 +157,26 @@ class FastFrames:
                     self._give_back(buf[end:])
                     return
             pos = end
-        self._rest = buf[pos:] if pos < size else b""
+        if pos < size:
+            self._pending = [buf[pos:]]
+            self._have = size - pos
+            self._need = need
+
+    def _join(self, data: bytes) -> bytes | None:
+        """``data`` after the unfinished frame's bytes, or None while it is short."""
+        pending = self._pending
+        if pending is None:
+            return data
+        pending.append(data)
+        self._have += len(data)
+        if self._have < self._need:
+            return None
+        self._pending = None
+        return b"".join(pending)
 
     def _give_back(self, rest: bytes) -> None:
         """Hand the remaining bytes to websockets and stop parsing them here."""
         self._fast = False
-        self._rest = b""
+        self._pending = None
         if rest:
             super().data_received(rest)  # type: ignore[misc]
