@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 COMPRESS_MIN = 256  # §3: senders compress only messages of 256 bytes or more
+MAX_RECEIVED = 64 << 20  # §3: the gateway's messages are not bounded by max_frame
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
@@ -89,7 +90,6 @@ class Codec:
     comp: str
     send_key: bytes | None = None
     recv_key: bytes | None = None
-    max_frame: int = 1 << 20
     force_compress: bool = False  # compress even small messages (flag 0x01)
     sent: int = 0
     received: int = 0
@@ -121,14 +121,13 @@ class Codec:
             flag, frame = frame[0], frame[1:]
             self.flags.append(flag)
             if flag == 1:
-                limit = 4 * self.max_frame
                 if self.comp == "zstd":
                     frame = zstandard.ZstdDecompressor().decompress(
-                        frame, max_output_size=limit
+                        frame, max_output_size=MAX_RECEIVED
                     )
                 else:
                     d = zlib.decompressobj()
-                    frame = d.decompress(frame, limit)
+                    frame = d.decompress(frame, MAX_RECEIVED)
                     assert not d.unconsumed_tail, "decompressed message too large"
             elif flag != 0:
                 raise ValueError(f"unknown compression flag {flag}")
@@ -180,7 +179,7 @@ class Client:
     ) -> Client:
         """Open the WebSocket and run the §2 handshake."""
         comp = comp if comp is not None else ["zstd", "zlib", "none"]
-        ws = await websockets.connect(url, compression=None, max_size=None)
+        ws = await websockets.connect(url, compression=None, max_size=MAX_RECEIVED)
         try:
             private = X25519PrivateKey.generate() if encrypt else None
             pub = (
@@ -207,11 +206,7 @@ class Client:
                 raise HandshakeRefused(ws.close_code, ws.close_reason or "") from None
             welcome = _decoder.decode(first)
             assert isinstance(welcome, dict), welcome
-            codec = Codec(
-                welcome["comp"],
-                max_frame=welcome["max_frame"],
-                force_compress=force_compress,
-            )
+            codec = Codec(welcome["comp"], force_compress=force_compress)
             if private is not None:
                 server_pub = welcome["pub"]
                 shared = private.exchange(X25519PublicKey.from_public_bytes(server_pub))

@@ -154,10 +154,12 @@ async def test_request_id_is_idempotent(gateways: dict[str, str]) -> None:
     """§4: a repeated request id in one session is answered from the first run."""
     async with await Client.connect(gateways["plain"], encrypt=False) as c:
         first = await c.request("call", "add", [77, 1])
-        c.next_id -= 1  # send the same id again
-        again = await c.request("call", "add", [77, 1])
+        c.next_id -= 1  # the same id again, even with other arguments
+        again = await c.request("call", "add", [77, 5])
         assert first == again == ["ok", first[1], 1]
         assert (await c.call("get", 77))["value"] == 1
+        # §5: argument types are not checked; the System fails
+        await expect_code(c.call("add", 77, "x"), "internal")
 
 
 def hello_args(**kw: Any) -> dict[str, Any]:
@@ -215,6 +217,11 @@ async def test_frame_errors(gateways: dict[str, str]) -> None:
             await c.ws.send(b"\x02" + msgspec.msgpack.encode(["call", 1, "hello", []]))
             code, _ = await asyncio.wait_for(c.closed, 5)
             assert code == 4002
+    async with await Client.connect(url, comp=["zstd"], encrypt=False) as c:
+        c.replies[1] = reply = asyncio.get_running_loop().create_future()
+        frame = c.codec.encode(["call", 1, "hello", ["frag"]])
+        await c.ws.send([frame[:4], frame[4:]])  # §1: fragments are reassembled
+        assert await reply == ["ok", 1, "hello frag"]
     async with await Client.connect(url, comp=["none"], encrypt=True) as c:
         c.codec.sent += 1  # a skipped counter fails to decrypt
         await c.send(["call", 1, "hello", []])
@@ -249,3 +256,32 @@ async def test_session_token_restores_login(gateways: dict[str, str]) -> None:
     async with await Client.connect(url, token=token) as again:
         assert again.welcome["token"] == token
         assert await again.call("user_chat", "back again") == "ok"
+
+
+async def test_resume_with_since_and_view(gateways: dict[str, str]) -> None:
+    """§6: a watch sent again with the last cid and the rows received gets
+    fresh=false and then exactly the missed changes; a view without ids gets a
+    fresh snapshot."""
+    url, key = gateways["plain"], 50_000
+    async with await Client.connect(url) as c:
+        assert await c.call("add", key, 1) == 1
+        old = await c.watch_range("Counter", "key", key, key + 9, limit=3)
+        [row] = old.rows
+        assert await c.call("add", key, 1) == 2  # the client drops before the push
+    async with await Client.connect(url) as c:
+        assert await c.call("add", key + 1, 5) == 5
+    async with await Client.connect(url) as c:
+        resumed = await c.watch_range(
+            "Counter", "key", key, key + 9, limit=3, since=old.cid, view=old.rows
+        )
+        assert (resumed.fresh, resumed.cid, resumed.rows) == (False, old.cid, [])
+        seen = [(await resumed.next_push())[3] for _ in range(2)]
+        assert [[(kind, r["key"], r["value"]) for kind, _, r in events]
+                for events in seen] == [
+            [("update", key, 2)], [("insert", key + 1, 5)]]  # fmt: skip
+        no_ids = [{"key": row["key"], "value": row["value"]}]
+        again = await c.watch_range(
+            "Counter", "key", key, key + 9, limit=3, since=old.cid, view=no_ids
+        )
+        assert again.fresh
+        assert [r["key"] for r in again.rows] == [key, key + 1]
