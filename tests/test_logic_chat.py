@@ -119,3 +119,12 @@ async def test_applied_calls_leave_the_stream(
     streams = [k async for k in redis_client.scan_iter(match="hetu:*:calls")]
     assert streams
     assert [await redis_client.xlen(s) for s in streams] == [0] * len(streams)
+
+
+async def test_wrong_argument_type_is_bad_arguments(gateways) -> None:
+    a, _ = gateways
+    with pytest.raises(CallError) as e:
+        await a.call("add", 1, "x")
+    assert e.value.code == "bad_arguments"
+    assert "argument 2 (n)" in e.value.message
+    assert await a.call("add", 1, 2.0) == 2  # a whole float fits an int

@@ -82,7 +82,7 @@ async def ensure(ctx: hetu.SystemContext, key: str, tag: int, at: float):
 @hetu.define_system(
     namespace=NS, permission=EVERYBODY, depends=("cancel_future_call:timers",)
 )
-async def cancel(ctx: hetu.SystemContext, key: str):
+async def cancel(ctx: hetu.SystemContext, key: str | int):
     return hetu.ResponseToClient(
         await ctx.depend["cancel_future_call:timers"](ctx, key)
     )

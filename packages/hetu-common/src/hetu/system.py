@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from hetu.arguments import ArgSpec, arg_specs
 from hetu.errors import ConfigError
 from hetu.permission import Permission
 
@@ -72,6 +73,8 @@ class SystemDefinition:
     endpoint: bool = False
     rate_limits: tuple[tuple[int, float], ...] = ()
     guards: tuple[Callable[..., Any], ...] = ()
+    arg_specs: tuple[ArgSpec, ...] = ()
+    vararg_spec: ArgSpec | None = None
     comp_map: dict[CompType, CompType] = field(default_factory=dict)
 
     @property
@@ -206,6 +209,7 @@ def define_system(
 
     def wrap(func: F) -> F:
         low, high = _arg_range(func, "System")
+        specs, var = arg_specs(func)
         definition = SystemDefinition(
             name=func.__name__,
             namespace=namespace,
@@ -220,6 +224,8 @@ def define_system(
             max_args=high,
             rate_limits=getattr(func, "_hetu_rate_limits", ()),
             guards=getattr(func, "_hetu_guards", ()),
+            arg_specs=specs,
+            vararg_spec=var,
         )
         SystemDefines.add(definition, force=force)
         return func
@@ -249,6 +255,7 @@ def define_endpoint(
 
     def wrap(func: F) -> F:
         low, high = _arg_range(func, "endpoint")
+        specs, var = arg_specs(func)
         definition = SystemDefinition(
             name=func.__name__,
             namespace=namespace,
@@ -264,6 +271,8 @@ def define_endpoint(
             endpoint=True,
             rate_limits=getattr(func, "_hetu_rate_limits", ()),
             guards=getattr(func, "_hetu_guards", ()),
+            arg_specs=specs,
+            vararg_spec=var,
         )
         SystemDefines.add(definition, force=force)
         return func

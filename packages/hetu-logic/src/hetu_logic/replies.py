@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from hetu.arguments import convert_args
 from hetu.context import SystemContext
 from hetu.permission import Permission
 from hetu.system import ResponseToClient, SystemDefinition
@@ -106,6 +107,10 @@ def check_call(d: SystemDefinition, msg: CallMsg) -> tuple[str, str] | None:
             "bad_arguments",
             f"{msg.sys} takes {d.min_args} to {most} arguments, got {n}",
         )
+    if d.arg_specs or d.vararg_spec:
+        misfit = convert_args(d.arg_specs, d.vararg_spec, msg.args)
+        if misfit is not None:
+            return "bad_arguments", f"{msg.sys} {misfit}"
     return None
 
 
