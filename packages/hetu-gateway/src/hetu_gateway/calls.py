@@ -5,7 +5,7 @@
 A connection has at most one call in flight: the next queued call is forwarded
 only after the reply (or the timeout) of the previous one, so calls of one
 connection never run concurrently. XADDs of all connections go out in one write
-per loop iteration (see :mod:`hetu_gateway.resp`).
+per loop iteration (see :mod:`hetu.fastredis`).
 """
 
 from __future__ import annotations
