@@ -169,7 +169,8 @@ class Executor:
         """
         skeys = self._keys_of[d.name]
         try:
-            await self._guards(d, ctx, list(args))
+            if d.guards:
+                await self._guards(d, ctx, list(args))
             for attempt in range(d.retry + 1):
                 if attempt:
                     ctx = self._retry_context(ctx, skeys, attempt, msg)
@@ -239,7 +240,8 @@ class Executor:
             return
         ctx = self._context(EndpointContext, None, msg, 0)
         try:
-            await self._guards(d, ctx, msg.args)
+            if d.guards:
+                await self._guards(d, ctx, msg.args)
             value = await d.func(ctx, *msg.args)
             reply = replies.ok_reply(msg, ctx, value, extras.ack_id)
         except ClientReject as e:

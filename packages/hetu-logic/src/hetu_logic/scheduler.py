@@ -22,7 +22,9 @@ class Scheduler:
         self._run = run
         self.in_flight = 0
         self._tails: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._changed = asyncio.Condition()
+        # set whenever a call ends; an Event (not a Condition) so that ending a
+        # call costs no lock round trip when nobody waits
+        self._changed = asyncio.Event()
 
     def submit(self, entries: list[Entry]) -> None:
         """Start running ``entries`` (returns at once)."""
@@ -54,13 +56,13 @@ class Scheduler:
                 logger.exception("call %s failed outside the System", entry.entry_id)
             finally:
                 self.in_flight -= 1
-                async with self._changed:
-                    self._changed.notify_all()
+                self._changed.set()
 
     async def wait_below(self, n: int) -> None:
         """Return once fewer than ``n`` calls are in flight."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.in_flight < n)
+        while self.in_flight >= n:
+            self._changed.clear()
+            await self._changed.wait()
 
     async def wait_idle(self) -> None:
         """Return once no call is in flight."""

@@ -134,16 +134,23 @@ class _Plan:
                 x.changes_maxlen,
                 event,
             ]
-        body: list[Any] = [len(self.checks) // 2, *self.checks]
-        body += [len(self.absent) // 3, *self.absent]
-        body += [len(self.unique_what), *self.unique]
-        body += [len(self.dels), *self.dels]
-        body += [self.n_hsets, *self.hsets]
+        # one list, extended in place: it can hold hundreds of arguments
+        out = head
+        out.append(len(self.checks) // 2)
+        out += self.checks
+        out.append(len(self.absent) // 3)
+        out += self.absent
+        out.append(len(self.unique_what))
+        out += self.unique
+        out.append(len(self.dels))
+        out += self.dels
+        out.append(self.n_hsets)
+        out += self.hsets
         for ops in (self.zrem, self.zadd):
-            body.append(len(ops))
+            out.append(len(ops))
             for k, members in ops.items():
-                body += [k, len(members), *members]
-        return head + body
+                out += (k, len(members), *members)
+        return out
 
 
 def plan_commit(
@@ -162,21 +169,24 @@ def _plan_repo(plan: _Plan, repo: Repository) -> None:
     schema = repo._schema
     prefix = schema.row_prefix
     snap, cur = repo._snap, repo._cur
+    to_redis, names, indexes = schema.to_redis, schema.fields, schema.indexes.values()
+    # KEYS position of each row read: a row written was read too (update, delete)
+    key_nos: dict[int, int] = {}
     for row_id, row in snap.items():
-        plan.checks += [
-            plan.key(prefix + str(row_id)),
-            "" if row is None else str(row[-1]),
-        ]
+        key_no = key_nos[row_id] = plan.key(prefix + str(row_id))
+        plan.checks += (key_no, "" if row is None else str(row[-1]))
     removed: dict[int, list[bytes]] = {}
     unique: list[tuple[int, bytes]] = []
     for row_id, new in cur.items():
         old = snap.get(row_id)
-        key_no = plan.key(prefix + str(row_id))
+        key_no = key_nos.get(row_id)
+        if key_no is None:  # inserted without being read
+            key_no = plan.key(prefix + str(row_id))
         if new is None:
             if old is None:
                 continue
             plan.dels.append(key_no)
-            for index in schema.indexes.values():
+            for index in indexes:
                 ix = plan.key(index.key)
                 m = index.member(old, row_id)
                 plan.zrem.setdefault(ix, []).append(m)
@@ -188,13 +198,12 @@ def _plan_repo(plan: _Plan, repo: Repository) -> None:
         if old is not None and not changed:
             continue
         fields: list[Any] = []
-        to_redis, names = schema.to_redis, schema.fields
         for i in [0, *changed] if old is None else changed:
             fields += [names[i], to_redis[i](new[i])]
-        fields += [b"_version", str(version)]
-        plan.hsets += [key_no, len(fields), *fields]
+        fields += (b"_version", str(version))
+        plan.hsets += (key_no, len(fields), *fields)
         plan.n_hsets += 1
-        for index in schema.indexes.values():
+        for index in indexes:
             if old is not None and index.pos not in changed:
                 continue
             ix = plan.key(index.key)

@@ -51,6 +51,7 @@ class Schema:
 
     __slots__ = (
         "comp",
+        "decoders",
         "defaults",
         "fields",
         "from_redis",
@@ -78,6 +79,8 @@ class Schema:
         self.to_redis: tuple[Callable[[Any], str | bytes], ...] = tuple(
             codec.field_to_redis(k) for k in kinds
         )
+        # (field, from_redis) pairs zipped once: decode runs for every row read
+        self.decoders = tuple(zip(self.fields, self.from_redis, strict=True))
         self.defaults: tuple = np.zeros(1, dt)[0].item()
         self.row_prefix = keys.row_prefix(self.name)
         self.indexes: dict[str, Index] = {
@@ -96,10 +99,7 @@ class Schema:
     def decode_map(self, got: dict[Any, Any]) -> tuple:
         """A row tuple from ``HGETALL``'s reply as a dict."""
         try:
-            return tuple(
-                conv(got[f])
-                for f, conv in zip(self.fields, self.from_redis, strict=True)
-            )
+            return tuple([conv(got[f]) for f, conv in self.decoders])
         except KeyError:  # a field added to the schema after the row was written
             return tuple(
                 conv(got[f]) if f in got else default
