@@ -55,11 +55,19 @@ class CallFailed(Exception):
 
 
 def hello_mac(
-    key: str, ts: int, nonce: bytes, pub: bytes, comp: list[str], token: str
+    key: str | bytes,
+    ts: int,
+    nonce: bytes,
+    pub: bytes,
+    comp: list[str],
+    token: str,
+    label: bytes = b"HeTu hello v1\x00",
 ) -> bytes:
-    """§2: HMAC-SHA256 over the hello's fields, keyed by the auth key."""
+    """§2: HMAC-SHA256 over the hello's fields, keyed by the auth key (§8: by the
+    session secret, with the resume label, for ``proof``)."""
+    key = key.encode() if isinstance(key, str) else key
     msg = (
-        b"HeTu hello v1\x00"
+        label
         + struct.pack(">q", ts)
         + nonce
         + pub
@@ -67,7 +75,14 @@ def hello_mac(
         + b"\x00"
         + token.encode()
     )
-    return hmac.new(key.encode(), msg, hashlib.sha256).digest()
+    return hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def resume_proof(
+    secret: bytes, ts: int, nonce: bytes, pub: bytes, comp: list[str], token: str
+) -> bytes:
+    """§8: the hello's ``proof`` of the session secret."""
+    return hello_mac(secret, ts, nonce, pub, comp, token, b"HeTu resume v1\x00")
 
 
 def derive_keys(
@@ -81,6 +96,18 @@ def derive_keys(
         info=b"HeTu v1 keys" + client_pub + server_pub,
     ).derive(shared + auth_key.encode())
     return okm[:32], okm[32:]
+
+
+def derive_session_secret(
+    shared: bytes, auth_key: str, nonce: bytes, client_pub: bytes, server_pub: bytes
+) -> bytes:
+    """§2/§8: a new session's secret on an encrypted connection."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=nonce,
+        info=b"HeTu v1 session" + client_pub + server_pub,
+    ).derive(shared + auth_key.encode())
 
 
 @dataclass
@@ -152,10 +179,14 @@ class Sub:
 class Client:
     """Handshake, then requests with ids and subscription pushes."""
 
-    def __init__(self, ws: Any, welcome: dict[str, Any], codec: Codec) -> None:
+    def __init__(
+        self, ws: Any, welcome: dict[str, Any], codec: Codec, secret: bytes
+    ) -> None:
         self.ws = ws
         self.welcome = welcome
         self.codec = codec
+        #: §8: the session's secret; with ``welcome["token"]`` it resumes it.
+        self.secret = secret
         self.next_id = 0
         self.replies: dict[int, asyncio.Future[list[Any]]] = {}
         self.subs: dict[int, Sub] = {}
@@ -172,12 +203,14 @@ class Client:
         encrypt: bool = True,
         auth_key: str = "",
         token: str = "",
+        secret: bytes = b"",
         ts: int | None = None,
         nonce: bytes | None = None,
         force_compress: bool = False,
         version: int = 1,
     ) -> Client:
-        """Open the WebSocket and run the §2 handshake."""
+        """Open the WebSocket and run the §2 handshake; ``token`` and ``secret``
+        resume a session (§8), a ``token`` alone is sent without a proof."""
         comp = comp if comp is not None else ["zstd", "zlib", "none"]
         ws = await websockets.connect(url, compression=None, max_size=MAX_RECEIVED)
         try:
@@ -190,6 +223,11 @@ class Client:
             nonce = nonce if nonce is not None else os.urandom(16)
             ts = ts if ts is not None else int(time.time() * 1000)
             mac = hello_mac(auth_key, ts, nonce, pub, comp, token) if auth_key else b""
+            proof = (
+                resume_proof(secret, ts, nonce, pub, comp, token)
+                if token and secret
+                else b""
+            )
             hello = {
                 "v": version,
                 "comp": comp,
@@ -198,6 +236,7 @@ class Client:
                 "nonce": nonce,
                 "token": token,
                 "mac": mac,
+                "proof": proof,
             }
             await ws.send(_encoder.encode(hello))
             try:
@@ -207,16 +246,19 @@ class Client:
             welcome = _decoder.decode(first)
             assert isinstance(welcome, dict), welcome
             codec = Codec(welcome["comp"], force_compress=force_compress)
+            session_secret = welcome["secret"]
             if private is not None:
                 server_pub = welcome["pub"]
                 shared = private.exchange(X25519PublicKey.from_public_bytes(server_pub))
-                codec.send_key, codec.recv_key = derive_keys(
-                    shared, auth_key, nonce, pub, server_pub
-                )
+                keys = (shared, auth_key, nonce, pub, server_pub)
+                codec.send_key, codec.recv_key = derive_keys(*keys)
+                session_secret = derive_session_secret(*keys)
+            if proof and welcome["token"] == token:
+                session_secret = secret  # resumed: the secret does not change
         except BaseException:
             await ws.close()
             raise
-        return cls(ws, welcome, codec)
+        return cls(ws, welcome, codec, session_secret)
 
     async def close(self) -> None:
         await self.ws.close()

@@ -7,11 +7,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 import hetu.client
 from hetu.client import CallError, ClosedError
+from hetu.keys import Keys
 
 from .gateway_procs import GatewayProcs, chat_logic, start_gateway_proc, url
 
@@ -120,3 +122,33 @@ async def test_retry_after_gateway_death_runs_the_call_once(
             start_gateway_proc.kill(port)
             assert await call == 1
             assert (await c.call("get", key))["value"] == 1
+
+
+async def test_reconnect_after_gateway_death_resumes_the_session(
+    start_gateway_proc: GatewayProcs, redis_client: aioredis.Redis
+) -> None:
+    """A SIGKILLed gateway's client resumes its session on the next one (proof
+    of the session secret, docs/protocol.md §8): its login is back and a call in
+    flight is retried under the same session id and applied exactly once."""
+    ports = [start_gateway_proc() for _ in range(3)]
+    async with hetu.client.connect([url(p) for p in ports], reconnect=True) as c:
+        assert (await c.call("login", 7777))["ok"]
+        # The gateway saves the session on its next loop turn after the reply: a
+        # kill within that turn would lose the login (not what is tested here).
+        session = Keys("default").session(c.token)
+        for _ in range(250):
+            raw: Any = await redis_client.get(session)
+            if raw is not None and msgspec.msgpack.decode(raw)[0] == 7777:
+                break
+            await asyncio.sleep(0.02)
+        for key, port in enumerate(ports[:2], start=2000):
+            token = c.token
+            call = asyncio.create_task(c.call("add", key, 1))
+            await asyncio.sleep(0.001 * (key % 2))  # kill before or after the call
+            start_gateway_proc.kill(port)
+            assert await call == 1
+            assert c.token == token
+            assert await c.call("user_chat", f"still 7777 ({key})") == "ok"
+            assert (await c.call("get", key))["value"] == 1
+        login: Any = await redis_client.get("hetu:default:login:7777")
+        assert login is not None and login.decode().endswith(f":{c.conn_id}")

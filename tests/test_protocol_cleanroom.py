@@ -158,8 +158,8 @@ async def test_request_id_is_idempotent(gateways: dict[str, str]) -> None:
         again = await c.request("call", "add", [77, 5])
         assert first == again == ["ok", first[1], 1]
         assert (await c.call("get", 77))["value"] == 1
-        # §5: argument types are not checked; the System fails
-        await expect_code(c.call("add", 77, "x"), "internal")
+        # §5: an argument that does not fit the System's type hint
+        await expect_code(c.call("add", 77, "x"), "bad_arguments")
 
 
 def hello_args(**kw: Any) -> dict[str, Any]:
@@ -194,9 +194,14 @@ async def test_handshake_refusals(gateways: dict[str, str]) -> None:
         "stale hello",
     )
     # the MAC covers the token: a resumed session with the key is accepted
-    c = await Client.connect(auth, **hello_args(auth_key=AUTH_KEY, token="tok-1"))
-    assert c.welcome["token"] == "tok-1"
+    first = await Client.connect(auth, **hello_args(auth_key=AUTH_KEY))
+    sid = first.welcome["token"]
+    c = await Client.connect(
+        auth, **hello_args(auth_key=AUTH_KEY, token=sid, secret=first.secret)
+    )
+    assert c.welcome["token"] == sid
     await c.close()
+    await first.close()
 
 
 async def test_frame_errors(gateways: dict[str, str]) -> None:
@@ -246,16 +251,35 @@ async def test_watch_errors(gateways: dict[str, str]) -> None:
         assert await c.call("hello") == "hello world"
 
 
-async def test_session_token_restores_login(gateways: dict[str, str]) -> None:
-    """§8: a hello with the welcome's token continues the session's login."""
-    url = gateways["plain"]
-    async with await Client.connect(url) as c:
-        await expect_code(c.call("user_chat", "hi"), "permission_denied")
-        assert (await c.call("login", 4242))["ok"]
-        token = c.welcome["token"]
-    async with await Client.connect(url, token=token) as again:
-        assert again.welcome["token"] == token
+@pytest.mark.parametrize("encrypt", [True, False])
+async def test_session_resume_needs_the_secret(
+    gateways: dict[str, str], encrypt: bool
+) -> None:
+    """§8: a hello with the welcome's token and a proof of the session's secret
+    continues the session's login and closes the previous connection; the token
+    alone, a wrong proof or a replayed resume hello get nothing."""
+    url, user = gateways["plain"], 4242 + encrypt
+    c = await Client.connect(url, encrypt=encrypt)
+    await expect_code(c.call("user_chat", "hi"), "permission_denied")
+    assert (await c.call("login", user))["ok"]
+    sid, secret = c.welcome["token"], c.secret
+    assert len(secret) == 32 and (c.welcome["secret"] == b"") is encrypt
+    for stolen in (b"", b"x" * 32):  # the id alone, or a guessed secret
+        async with await Client.connect(url, token=sid, secret=stolen) as thief:
+            assert thief.welcome["token"] != sid
+            await expect_code(thief.call("user_chat", "i am you"), "permission_denied")
+    assert await c.call("user_chat", "still me") == "ok"
+    nonce, ts = os.urandom(16), int(time.time() * 1000)
+    resume = {"token": sid, "secret": secret, "nonce": nonce, "ts": ts}
+    async with await Client.connect(url, encrypt=encrypt, **resume) as again:
+        assert again.welcome["token"] == sid and again.welcome["secret"] == b""
+        assert again.secret == secret
+        assert await asyncio.wait_for(c.closed, 5) == (4003, "resumed elsewhere")
         assert await again.call("user_chat", "back again") == "ok"
+        with pytest.raises(HandshakeRefused) as info:
+            await Client.connect(url, encrypt=encrypt, **resume)
+        assert (info.value.code, info.value.reason) == (4001, "replayed hello")
+    await c.close()
 
 
 async def test_resume_with_since_and_view(gateways: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ from hetu.pipeline import (
     accept_hello,
     encode_welcome,
     make_compression,
+    resume_proof,
 )
 
 AUTH = b"secret-key"
@@ -21,7 +22,7 @@ AUTH = b"secret-key"
 def _connect(comp: str = "zstd", encrypt: bool = True, client_key: bytes = b"",
              server_key: bytes = b"", guard: ReplayGuard | None = None):  # fmt: skip
     client = ClientHandshake(comp, encrypt, client_key)
-    _, welcome, server = accept_hello(
+    _, welcome, server, _ = accept_hello(
         client.hello_frame(),
         auth_key=server_key,
         guard=guard or ReplayGuard(),
@@ -89,12 +90,12 @@ def test_hmac_auth_accepts_right_key_and_refuses_others() -> None:
 def test_auth_key_is_mixed_into_the_session_keys() -> None:
     client = ClientHandshake("none", True, b"")
     # A server that skips the MAC check but has a key derives different keys.
-    _, welcome, server = accept_hello(
+    _, welcome, server, _ = accept_hello(
         client.hello_frame(), auth_key=b"", guard=ReplayGuard(),
         max_frame_bytes=1024, new_token="t", conn=1,
     )  # fmt: skip
     client2 = ClientHandshake("none", True, AUTH)
-    _, _, server2 = accept_hello(
+    _, _, server2, _ = accept_hello(
         client2.hello_frame(), auth_key=AUTH, guard=ReplayGuard(),
         max_frame_bytes=1024, new_token="t", conn=1,
     )  # fmt: skip
@@ -148,3 +149,29 @@ def test_decompression_bomb_and_garbage_are_refused(name: str) -> None:
     for bad in (b"\x02abc", b"\x01garbage", b"\x01"):
         with pytest.raises(ProtocolError):
             small.decompress(bad)
+
+
+@pytest.mark.parametrize("encrypt", [True, False])
+def test_session_secret_is_shared_and_sent_only_without_encryption(
+    encrypt: bool,
+) -> None:
+    client = ClientHandshake("none", encrypt)
+    hello, welcome, _, secret = accept_hello(
+        client.hello_frame(), auth_key=b"", guard=ReplayGuard(),
+        max_frame_bytes=1024, new_token="t", conn=1,
+    )  # fmt: skip
+    client.finish(encode_welcome(welcome))
+    assert client.secret == secret and len(secret) == 32
+    assert (secret in encode_welcome(welcome)) is not encrypt
+    assert not hello.proof
+
+
+def test_resume_proof_binds_the_secret_to_this_hello() -> None:
+    resume = ClientHandshake("none", True, b"", "sid", b"s" * 32)
+    hello = resume.hello
+    assert hello.token == "sid" and hello.proof == resume_proof(b"s" * 32, hello)
+    assert resume_proof(b"x" * 32, hello) != hello.proof
+    other = ClientHandshake("none", True, b"", "sid", b"s" * 32).hello
+    assert other.proof != hello.proof  # fresh nonce and key: a new proof
+    # Without a secret the id is not even sent.
+    assert ClientHandshake("none", True, b"", "sid").hello.token == ""

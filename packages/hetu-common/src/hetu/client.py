@@ -105,8 +105,10 @@ class Client:
         self.encrypt = encrypt
         self.reconnect = reconnect
         self._auth_key = auth_key
-        #: Session token from the handshake; presented again on reconnect.
+        #: Session id from the handshake; presented again on reconnect.
         self.token = ""
+        #: The session's secret: proves the session on reconnect, never sent.
+        self._secret = b""
         self.conn_id = 0
         self._url_index = 0
         self._ids = itertools.count(1)
@@ -269,7 +271,9 @@ class Client:
             OSError, InvalidHandshake: no gateway reachable.
         """
         url = self.urls[self._url_index % len(self.urls)]
-        hs = ClientHandshake(self.compression, self.encrypt, self._auth_key, self.token)
+        hs = ClientHandshake(
+            self.compression, self.encrypt, self._auth_key, self.token, self._secret
+        )
         ws = await ws_connect(
             url,
             max_size=MAX_MESSAGE_BYTES,
@@ -288,7 +292,7 @@ class Client:
             await ws.close()
             raise ProtocolError("bad welcome")
         welcome, self._pipeline = hs.finish(welcome_frame, MAX_MESSAGE_BYTES)
-        self.token = welcome.token
+        self.token, self._secret = welcome.token, hs.secret
         self.conn_id = welcome.conn
         self._ws = ws
         if isinstance(ws, _FastConnection):

@@ -21,6 +21,8 @@ CLOSE_BAD_HANDSHAKE = 4000
 CLOSE_AUTH_FAILED = 4001
 CLOSE_BAD_FRAME = 4002
 CLOSE_KICKED = 4003
+#: Reason of a 4003 close when the connection's session was resumed elsewhere.
+RESUMED_ELSEWHERE = "resumed elsewhere"
 CLOSE_HANDSHAKE_TIMEOUT = 4008
 CLOSE_TOO_SLOW = 4009
 CLOSE_FLOOD = 4029
@@ -55,6 +57,7 @@ class Connection:
         "pipeline",
         "queue",
         "rate_hits",
+        "secret",
         "subs",
         "timer",
         "token",
@@ -75,6 +78,8 @@ class Connection:
         self.ws = ws
         self.id = conn_id
         self.token = token
+        #: The session's secret (proves a resume; see docs/protocol.md §8).
+        self.secret = b""
         self.pipeline = pipeline
         self.max_send_buffer = max_send_buffer
         addr = ws.remote_address

@@ -310,7 +310,7 @@ class Server:
         try:
             if isinstance(hello_frame, str):
                 raise ProtocolError("bad hello")
-            hello, welcome, pipeline = accept_hello(
+            hello, welcome, pipeline, secret = accept_hello(
                 hello_frame,
                 auth_key=self._auth_key,
                 guard=self._guard,
@@ -332,13 +332,15 @@ class Server:
         assert self.redis is not None and ws.request is not None
         try:
             inst = await self.instance(ws.request.path[len(PATH_PREFIX) :])
-            # The local guard saw this nonce first; Redis covers the other gateways.
-            if self._auth_key and not await inst.sessions.claim_hello(
+            # The local guard saw this nonce first; Redis covers the other gateways
+            # (always for a resume: a replayed resume must not reach a session).
+            if (self._auth_key or hello.proof) and not await inst.sessions.claim_hello(
                 hello.nonce, self.redis
             ):
                 await ws.close(CLOSE_AUTH_FAILED, "replayed hello")
                 return
-            await inst.sessions.restore(conn, self.redis)
+            if await inst.sessions.open(conn, hello, secret, self.redis):
+                welcome.token, welcome.secret = conn.token, b""
         except (OSError, ConnectionError, aioredis.RedisError) as exc:
             logger.error("Redis unavailable while opening conn %d: %s", conn_id, exc)
             await ws.close(CLOSE_INTERNAL, "gateway cannot reach Redis")

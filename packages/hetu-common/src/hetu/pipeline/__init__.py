@@ -4,7 +4,12 @@
 """
 
 from hetu.pipeline.compression import COMPRESSIONS, CompressionName, make_compression
-from hetu.pipeline.crypto import Encryption, KeyPair, derive_keys
+from hetu.pipeline.crypto import (
+    Encryption,
+    KeyPair,
+    derive_keys,
+    derive_session_secret,
+)
 from hetu.pipeline.handshake import (
     MAX_CLOCK_SKEW_S,
     PROTOCOL_VERSION,
@@ -15,6 +20,7 @@ from hetu.pipeline.handshake import (
     accept_hello,
     encode_welcome,
     hello_mac,
+    resume_proof,
 )
 from hetu.pipeline.pipeline import Pipeline
 
@@ -32,7 +38,9 @@ __all__ = [
     "Welcome",
     "accept_hello",
     "derive_keys",
+    "derive_session_secret",
     "encode_welcome",
     "hello_mac",
     "make_compression",
+    "resume_proof",
 ]

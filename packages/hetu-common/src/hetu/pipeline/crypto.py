@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hetu.errors import ProtocolError
 
 KEY_INFO = b"HeTu v1 keys"
+SESSION_INFO = b"HeTu v1 session"
 PUBLIC_KEY_BYTES = 32
 
 
@@ -63,6 +64,26 @@ def derive_keys(
         info=KEY_INFO + client_public + server_public,
     ).derive(shared + auth_key)
     return okm[:32], okm[32:]
+
+
+def derive_session_secret(
+    shared: bytes,
+    client_nonce: bytes,
+    client_public: bytes,
+    server_public: bytes,
+    auth_key: bytes = b"",
+) -> bytes:
+    """A new session's 32-byte secret, known to both sides and never sent.
+
+    As :func:`derive_keys` with info ``SESSION_INFO + client_public +
+    server_public`` and 32 bytes of output.
+    """
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=client_nonce,
+        info=SESSION_INFO + client_public + server_public,
+    ).derive(shared + auth_key)
 
 
 class Encryption:

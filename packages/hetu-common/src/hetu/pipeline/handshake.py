@@ -4,7 +4,9 @@
 
 The first WebSocket frame in each direction is a plain msgpack map (see
 docs/protocol.md): the client's :class:`Hello`, the server's :class:`Welcome`.
-Every later frame goes through the negotiated :class:`Pipeline`.
+Every later frame goes through the negotiated :class:`Pipeline`. A session is a
+public id (``token``) and a secret that never travels in clear with encryption on
+(both sides derive it); a resuming hello proves the secret with ``proof``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import msgspec
 
 from hetu.errors import ProtocolError
 from hetu.pipeline.compression import COMPRESSIONS, make_compression
-from hetu.pipeline.crypto import KeyPair, derive_keys
+from hetu.pipeline.crypto import KeyPair, derive_keys, derive_session_secret
 from hetu.pipeline.pipeline import Pipeline
 
 PROTOCOL_VERSION = 1
 MAX_CLOCK_SKEW_S = 30.0
 NONCE_BYTES = 16
 MAC_LABEL = b"HeTu hello v1\x00"
+PROOF_LABEL = b"HeTu resume v1\x00"
+SECRET_BYTES = 32
 
 
 class Hello(msgspec.Struct, forbid_unknown_fields=False):
@@ -37,6 +41,7 @@ class Hello(msgspec.Struct, forbid_unknown_fields=False):
     nonce: bytes = b""
     token: str = ""
     mac: bytes = b""
+    proof: bytes = b""
 
 
 class Welcome(msgspec.Struct):
@@ -48,6 +53,7 @@ class Welcome(msgspec.Struct):
     token: str
     conn: int
     max_frame: int
+    secret: bytes = b""
 
 
 _hello_decoder = msgspec.msgpack.Decoder(Hello)
@@ -55,10 +61,10 @@ _welcome_decoder = msgspec.msgpack.Decoder(Welcome)
 _encoder = msgspec.msgpack.Encoder()
 
 
-def hello_mac(auth_key: bytes, hello: Hello) -> bytes:
+def hello_mac(auth_key: bytes, hello: Hello, label: bytes = MAC_LABEL) -> bytes:
     """HMAC-SHA256 over the hello transcript (see docs/protocol.md)."""
     transcript = b"".join((
-        MAC_LABEL,
+        label,
         hello.ts.to_bytes(8, "big", signed=True),
         hello.nonce,
         hello.pub,
@@ -67,6 +73,12 @@ def hello_mac(auth_key: bytes, hello: Hello) -> bytes:
         hello.token.encode(),
     ))  # fmt: skip
     return hmac.new(auth_key, transcript, hashlib.sha256).digest()
+
+
+def resume_proof(secret: bytes, hello: Hello) -> bytes:
+    """HMAC-SHA256 keyed by the session secret over the hello transcript: proves
+    the secret without sending it, and only for this hello's nonce and key."""
+    return hello_mac(secret, hello, PROOF_LABEL)
 
 
 class ReplayGuard:
@@ -95,11 +107,14 @@ def accept_hello(
     max_frame_bytes: int,
     new_token: str,
     conn: int,
-) -> tuple[Hello, Welcome, Pipeline]:
-    """Server side: check a client hello and build the reply and the pipeline.
+) -> tuple[Hello, Welcome, Pipeline, bytes]:
+    """Server side: check a client hello and build the reply, the pipeline and a
+    new session's secret.
 
-    The session token in the welcome is the client's own when it presents one (a
-    reconnect), else ``new_token``.
+    The welcome names a new session ``new_token``; the gateway replaces it by the
+    hello's ``token`` once the hello's ``proof`` checks out (a resume). The secret
+    is derived from the key exchange with encryption (the welcome's ``secret`` is
+    empty), else random and sent in the welcome.
 
     Raises:
         ProtocolError: malformed, unauthenticated, stale or replayed hello; the
@@ -111,7 +126,11 @@ def accept_hello(
         raise ProtocolError("bad hello") from None
     if hello.v != PROTOCOL_VERSION:
         raise ProtocolError("unsupported protocol version")
-    if len(hello.nonce) != NONCE_BYTES or len(hello.token) > 64:
+    if (
+        len(hello.nonce) != NONCE_BYTES
+        or len(hello.token) > 64
+        or len(hello.proof) not in (0, SECRET_BYTES)
+    ):
         raise ProtocolError("bad hello")
     if auth_key:
         expected = hello_mac(auth_key, hello)
@@ -129,16 +148,20 @@ def accept_hello(
         shared = keys.shared_secret(hello.pub)
         c2s, s2c = derive_keys(shared, hello.nonce, hello.pub, pub, auth_key)
         encryption = (s2c, c2s)
+        secret = derive_session_secret(shared, hello.nonce, hello.pub, pub, auth_key)
+    else:
+        secret = os.urandom(SECRET_BYTES)
     welcome = Welcome(
         v=PROTOCOL_VERSION,
         comp=comp,
         pub=pub,
-        token=hello.token or new_token,
+        token=new_token,
         conn=conn,
         max_frame=max_frame_bytes,
+        secret=b"" if encryption else secret,
     )
     pipeline = Pipeline(make_compression(comp, max_frame_bytes * 4), encryption)
-    return hello, welcome, pipeline
+    return hello, welcome, pipeline, secret
 
 
 def encode_welcome(welcome: Welcome) -> bytes:
@@ -146,7 +169,12 @@ def encode_welcome(welcome: Welcome) -> bytes:
 
 
 class ClientHandshake:
-    """Client side of the handshake. 握手的客户端一侧。"""
+    """Client side of the handshake; ``token`` and ``secret`` resume a session.
+
+    After :meth:`finish`, :attr:`secret` is the session's secret.
+
+    握手的客户端一侧；``token`` 与 ``secret`` 用于恢复会话。
+    """
 
     def __init__(
         self,
@@ -154,18 +182,23 @@ class ClientHandshake:
         encrypt: bool = True,
         auth_key: bytes = b"",
         token: str = "",
+        secret: bytes = b"",
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ProtocolError(f"unknown compression {compression!r}")
         self._keys = KeyPair() if encrypt else None
         self._auth_key = auth_key
+        self._secret = secret
+        self.secret = b""
         self.hello = Hello(
             comp=[compression],
             pub=self._keys.public if self._keys else b"",
             ts=int(time.time() * 1000),
             nonce=os.urandom(NONCE_BYTES),
-            token=token,
+            token=token if secret else "",
         )
+        if secret and token:
+            self.hello.proof = resume_proof(secret, self.hello)
         if auth_key:
             self.hello.mac = hello_mac(auth_key, self.hello)
 
@@ -187,12 +220,17 @@ class ClientHandshake:
         if welcome.comp not in self.hello.comp:
             raise ProtocolError("server chose a compression the client did not offer")
         encryption = None
+        self.secret = welcome.secret
         if self._keys is not None:
             if not welcome.pub:
                 raise ProtocolError("server refused encryption")
             shared = self._keys.shared_secret(welcome.pub)
-            c2s, s2c = derive_keys(
-                shared, self.hello.nonce, self.hello.pub, welcome.pub, self._auth_key
-            )
+            args = (shared, self.hello.nonce, self.hello.pub, welcome.pub)
+            c2s, s2c = derive_keys(*args, self._auth_key)
             encryption = (c2s, s2c)
+            self.secret = derive_session_secret(*args, self._auth_key)
+        if self.hello.proof and welcome.token == self.hello.token:
+            self.secret = self._secret  # resumed: the session keeps its secret
+        elif len(self.secret) != SECRET_BYTES:
+            raise ProtocolError("welcome without a session secret")
         return welcome, Pipeline(make_compression(welcome.comp, max_bytes), encryption)
