@@ -124,6 +124,9 @@ async def fake_logic(
     await redis_client.set(Keys(INSTANCE).registry(), registry_encoder.encode(REGISTRY))
     logic = FakeLogic(redis_client, redis_url)
     task = asyncio.create_task(logic.run())
+    # Retrieve its end (the client closing under it): left to the garbage
+    # collector, the error is logged at a random later moment.
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
     yield logic
     task.cancel()
 

@@ -59,3 +59,24 @@ async def test_dead_gateway_connections_are_closed(
         if doomed.poll() is None:
             doomed.kill()
             doomed.wait()
+
+
+async def test_a_login_the_dead_gateway_never_recorded_is_released(
+    start_gateway: Any, fake_logic: FakeLogic, redis_client: aioredis.Redis
+) -> None:
+    # The worker set the login, then the gateway died before recording the caller.
+    keys = Keys(INSTANCE)
+    await redis_client.sadd(keys.gateways(), "ghost")
+    await redis_client.set(keys.login(12), "ghost:3")
+    await redis_client.set(keys.login(13), "elsewhere:3")
+    live = await start_gateway(heartbeat_ttl_s=0.6)
+    async with hetu.client.connect(url_of(live)) as watcher:
+        await watcher.call("hello")  # the live gateway serves the instance
+        deadline = time.monotonic() + 10
+        while fake_logic.disconnects == [] or await redis_client.exists(keys.login(12)):
+            assert time.monotonic() < deadline, "the ghost's login was not released"
+            await asyncio.sleep(0.05)
+    assert [(d.gw, d.conn, d.caller) for d in fake_logic.disconnects] == [
+        ("ghost", 3, 12)
+    ]
+    assert await redis_client.get(keys.login(13)) == b"elsewhere:3"

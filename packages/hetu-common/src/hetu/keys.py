@@ -51,7 +51,8 @@ class Keys:
         return f"{self.prefix}gw:{gw}:sweep"
 
     def session(self, token: str) -> str:
-        """``[caller, group, ud, login]`` of session ``token`` (expires)."""
+        """``[caller, group, ud, login, secret, holder]`` of session id ``token``
+        (expires)."""
         return f"{self.prefix}sess:{token}"
 
     def hello_nonce(self, nonce: bytes) -> str:
@@ -61,6 +62,10 @@ class Keys:
     def login(self, user_id: int) -> str:
         """Holds ``"<gw>:<conn>"`` of the connection logged in as ``user_id``."""
         return f"{self.prefix}login:{user_id}"
+
+    def login_pattern(self) -> str:
+        """SCAN pattern matching every login key of the instance."""
+        return f"{self.prefix}login:*"
 
     def snowflake(self, worker_id: int) -> str:
         """Lease of Snowflake worker id ``worker_id`` (expires)."""

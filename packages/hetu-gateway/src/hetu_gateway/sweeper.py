@@ -55,7 +55,8 @@ def disconnect_commands(
         msg = CallMsg(
             gw=gw,
             conn=conn,
-            rid=f"{rec.token}:disconnect:{conn}",
+            # A connection the gateway died before recording has no token.
+            rid=f"{rec.token or gw}:disconnect:{conn}",
             sys=ON_DISCONNECT,
             args=[],
             caller=rec.caller,
@@ -71,6 +72,33 @@ def disconnect_commands(
     return commands
 
 
+async def _records(redis: aioredis.Redis, keys: Keys, gw: str) -> dict[int, ConnRecord]:
+    """The connections gateway ``gw`` recorded, completed from the login keys.
+
+    A worker sets ``login:<user>`` before the gateway records the new caller, so a
+    gateway that died in between left a login its records do not show; the login
+    keys naming ``gw`` are the authority on who was logged in where.
+    """
+    raw: Any = await redis.hgetall(keys.gateway_conns(gw))
+    records: dict[int, ConnRecord] = {}
+    for conn_id, value in raw.items():
+        try:
+            records[int(conn_id)] = record_decoder.decode(value)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError):
+            logger.warning("unreadable record of conn %s on %s", conn_id, gw)
+    login_keys = [k async for k in redis.scan_iter(keys.login_pattern(), count=1000)]
+    prefix = f"{gw}:".encode()
+    for start in range(0, len(login_keys), 1000):
+        chunk = login_keys[start : start + 1000]
+        for key, holder in zip(chunk, await redis.mget(chunk), strict=True):
+            if not isinstance(holder, bytes) or not holder.startswith(prefix):
+                continue
+            conn, user = int(holder[len(prefix) :]), int(key.rsplit(b":", 1)[1])
+            rec = records.get(conn) or ConnRecord(token="")
+            records[conn] = msgspec.structs.replace(rec, caller=user)
+    return records
+
+
 async def sweep_dead_gateways(
     redis: aioredis.Redis, keys: Keys, me: str, registry: RegistryView | None
 ) -> int:
@@ -83,15 +111,10 @@ async def sweep_dead_gateways(
             continue
         if not await redis.set(keys.gateway_sweep(gw), me, nx=True, px=SWEEP_LOCK_MS):
             continue  # another gateway sweeps it
-        records: Any = await redis.hgetall(keys.gateway_conns(gw))
+        records = await _records(redis, keys, gw)
         pipe = redis.pipeline(transaction=False)
-        for conn_id, raw in records.items():
-            try:
-                rec = record_decoder.decode(raw)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                logger.warning("unreadable record of conn %s on %s", conn_id, gw)
-                continue
-            for command in disconnect_commands(keys, registry, gw, int(conn_id), rec):
+        for conn_id, rec in records.items():
+            for command in disconnect_commands(keys, registry, gw, conn_id, rec):
                 pipe.execute_command(*command)
             closed += 1
         pipe.delete(keys.gateway_conns(gw))
