@@ -263,6 +263,23 @@ class Client:
         if ws.protocol.state is State.OPEN:
             ws.transport.write(client_frame(pipeline.encode(encoder.encode(msg))))
 
+    async def open_first(self) -> None:
+        """Open the first URL that accepts, in list order.
+
+        Raises:
+            ProtocolError, OSError, InvalidHandshake: as :meth:`open`, from the
+            last URL, when none accepts.
+        """
+        for attempt in range(len(self.urls)):
+            try:
+                await self.open()
+                return
+            except (OSError, InvalidHandshake, ProtocolError, TimeoutError) as exc:
+                if attempt == len(self.urls) - 1:
+                    raise
+                logger.info("gateway %s unavailable: %s", self.urls[attempt], exc)
+                self._url_index += 1
+
     async def open(self) -> None:
         """Connect to the next URL and do the handshake.
 
@@ -350,6 +367,7 @@ class Client:
 
     async def _reconnect(self) -> None:
         delay_s = 0.05
+        session = self.token
         while self.reconnect:
             self._url_index += 1
             try:
@@ -366,8 +384,17 @@ class Client:
             return
         for hook in self.reconnect_hooks:
             await hook()
+        lost = self.token != session  # the gateway no longer knew the session
         for msg, fut in list(self._pending.values()):
-            if not fut.done():
+            if fut.done():
+                continue
+            if lost and isinstance(msg, Call):
+                # Its request id lived in the old session: resent under the new
+                # one it could run twice, so its outcome stays unknown.
+                fut.set_exception(
+                    CallError("timeout", "session expired during a reconnect")
+                )
+            else:
                 self._send(msg)
 
 
@@ -379,7 +406,8 @@ async def connect(
     auth_key: str | bytes | None = None,
     reconnect: bool = False,
 ) -> AsyncIterator[Client]:
-    """Open a client to ``ws://host:port/hetu/<instance>`` (or the first of a list).
+    """Open a client to ``ws://host:port/hetu/<instance>`` (or the first of a list
+    that accepts).
 
     打开到网关的客户端连接；``reconnect=True`` 时断线自动重连并重发未答复的请求。
 
@@ -390,7 +418,7 @@ async def connect(
     urls = [url] if isinstance(url, str) else list(url)
     key = auth_key.encode() if isinstance(auth_key, str) else (auth_key or b"")
     client = Client(urls, compression, encrypt, key, reconnect)
-    await client.open()
+    await client.open_first()
     try:
         yield client
     finally:
