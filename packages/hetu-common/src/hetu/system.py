@@ -165,6 +165,21 @@ def _arg_range(func: Callable[..., Any], kind: str) -> tuple[int, int | None]:
     return low, None if unlimited else high
 
 
+def _call_checks(func: Callable[..., Any], kind: str) -> dict[str, Any]:
+    """What a call is checked against: argument count and types, rate limits and
+    guards (the last two stored on ``func`` by the decorators below it)."""
+    low, high = _arg_range(func, kind)
+    specs, var = arg_specs(func)
+    return {
+        "min_args": low,
+        "max_args": high,
+        "arg_specs": specs,
+        "vararg_spec": var,
+        "rate_limits": getattr(func, "_hetu_rate_limits", ()),
+        "guards": getattr(func, "_hetu_guards", ()),
+    }
+
+
 def define_system(
     components: tuple[CompType, ...] | list[CompType] | None = None,
     namespace: str = "default",
@@ -208,8 +223,6 @@ def define_system(
     dep_names = tuple(d if isinstance(d, str) else d.__name__ for d in depends)
 
     def wrap(func: F) -> F:
-        low, high = _arg_range(func, "System")
-        specs, var = arg_specs(func)
         definition = SystemDefinition(
             name=func.__name__,
             namespace=namespace,
@@ -220,12 +233,7 @@ def define_system(
             depends=dep_names,
             call_lock=call_lock,
             on_start=on_start,
-            min_args=low,
-            max_args=high,
-            rate_limits=getattr(func, "_hetu_rate_limits", ()),
-            guards=getattr(func, "_hetu_guards", ()),
-            arg_specs=specs,
-            vararg_spec=var,
+            **_call_checks(func, "System"),
         )
         SystemDefines.add(definition, force=force)
         return func
@@ -254,8 +262,6 @@ def define_endpoint(
     """
 
     def wrap(func: F) -> F:
-        low, high = _arg_range(func, "endpoint")
-        specs, var = arg_specs(func)
         definition = SystemDefinition(
             name=func.__name__,
             namespace=namespace,
@@ -266,13 +272,8 @@ def define_endpoint(
             depends=(),
             call_lock=False,
             on_start=False,
-            min_args=low,
-            max_args=high,
             endpoint=True,
-            rate_limits=getattr(func, "_hetu_rate_limits", ()),
-            guards=getattr(func, "_hetu_guards", ()),
-            arg_specs=specs,
-            vararg_spec=var,
+            **_call_checks(func, "endpoint"),
         )
         SystemDefines.add(definition, force=force)
         return func
