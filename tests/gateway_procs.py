@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -40,15 +41,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def chat_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """One ``hetu-logic --cluster all examples/chat.py`` worker, registry ready.
-
-    Its log (System failures of fuzzed calls are expected) goes to tmp_path.
-    """
-    with (tmp_path / "logic.log").open("wb") as stderr:
+@contextlib.contextmanager
+def logic_proc(
+    app: Path, redis_url: str, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """One ``hetu-logic --cluster all <app>`` worker, running once its registry is
+    published; its log goes to ``log``."""
+    with log.open("wb") as stderr:
         proc = subprocess.Popen(
-            [BIN / "hetu-logic", "--cluster", "all", str(CHAT_APP), "--redis",
+            [BIN / "hetu-logic", "--cluster", "all", str(app), "--redis",
              redis_url, "--log-level", "warning"],
             stderr=stderr,
         )  # fmt: skip
@@ -61,6 +62,13 @@ def chat_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[byte
     finally:
         client.close()
         _stop(proc)
+
+
+@pytest.fixture
+def chat_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The chat example's worker (System failures of fuzzed calls are expected)."""
+    with logic_proc(CHAT_APP, redis_url, tmp_path / "logic.log") as proc:
+        yield proc
 
 
 class GatewayProcs:

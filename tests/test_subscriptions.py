@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 import hetu.client
 from hetu.client import CallError, Client
-from hetu.keys import Keys
 from hetu.protocol import Subscribed, WatchRange
 from hetu.subscription import Subscription
 
-from .gateway_procs import BIN, _stop, _wait, start_gateway_proc, url
+from .gateway_procs import logic_proc, start_gateway_proc, url
 
 __all__ = ["start_gateway_proc"]
 
@@ -32,21 +30,8 @@ StartGateway = Callable[..., int]
 @pytest.fixture
 def watch_logic(redis_url: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """One ``hetu-logic --cluster all tests/apps/watch.py`` worker, registry ready."""
-    with (tmp_path / "logic.log").open("wb") as stderr:
-        proc = subprocess.Popen(
-            [BIN / "hetu-logic", "--cluster", "all", str(WATCH_APP), "--redis",
-             redis_url, "--log-level", "warning"],
-            stderr=stderr,
-        )  # fmt: skip
-    client = redis.Redis.from_url(redis_url)
-    try:
-        _wait(
-            lambda: bool(client.exists(Keys("default").registry())), "hetu-logic", proc
-        )
+    with logic_proc(WATCH_APP, redis_url, tmp_path / "logic.log") as proc:
         yield proc
-    finally:
-        client.close()
-        _stop(proc)
 
 
 pytestmark = pytest.mark.usefixtures("watch_logic")
