@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import cProfile
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import redis as sync_redis
 import uvloop
 
 import hetu.client
-from hetu.redis_server import RedisServer, free_port
+from hetu.redis_server import RedisServer, free_port, wait_listening
 
 BIN = Path(sys.executable).parent
 APP = Path(__file__).parent.parent / "examples" / "chat.py"
@@ -73,15 +72,7 @@ def start_processes(
         "logic": subprocess.Popen(logic, env=env),
         "gateway": subprocess.Popen(gw, env=env),
     }
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    wait_listening(port, procs["gateway"])
     return port, procs
 
 

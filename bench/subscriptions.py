@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ import uvloop
 
 import hetu.client
 from hetu.keys import Keys
-from hetu.redis_server import RedisServer, free_port
+from hetu.redis_server import RedisServer, free_port, wait_listening
 from hetu.storage import CommitExtras, Session
 from hetu.subscription import Subscription
 from hetu.wire import registry_decoder
@@ -62,15 +61,7 @@ def start_processes(
     if profile:  # cProfile the gateway; stats written when it exits
         gw = [sys.executable, "-m", "cProfile", "-o", profile, *gw]
     gateway = subprocess.Popen(gw, env=env)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    wait_listening(port, gateway)
     return port, [logic, gateway]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 import redis
 
 from hetu.keys import Keys
-from hetu.redis_server import free_port
+from hetu.redis_server import free_port, wait_listening
 
 BIN = Path(sys.executable).parent
 CHAT_APP = Path(__file__).parent.parent / "examples" / "chat.py"
@@ -93,15 +92,7 @@ class GatewayProcs:
                 stderr=stderr,
             )  # fmt: skip
         self.procs[port] = (proc, log)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                return True
-            except OSError:
-                return False
-
-        _wait(listening, "hetu-gateway", proc)
+        wait_listening(port, proc)
         return port
 
     def kill(self, port: int) -> None:

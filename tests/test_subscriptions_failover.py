@@ -14,9 +14,7 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import redis.asyncio as aioredis
 
 import hetu.client
 from hetu.client import Client
-from hetu.redis_server import free_port
+from hetu.redis_server import free_port, wait_listening
 from hetu.subscription import Subscription
 from hetu.wire import change_event_decoder
 
@@ -55,13 +53,7 @@ def gateways(redis_url: str, tmp_path: Path) -> Iterator[list[subprocess.Popen[b
         proc.port = port  # type: ignore[attr-defined]
         procs.append(proc)
     for proc in procs:
-        for _ in range(500):
-            try:
-                socket.create_connection(("127.0.0.1", proc.port), 0.2).close()  # type: ignore[attr-defined]
-                break
-            except OSError:
-                assert proc.poll() is None, "gateway exited"
-                time.sleep(0.02)
+        wait_listening(proc.port, proc)  # type: ignore[attr-defined]
     yield procs
     for proc in procs:
         _stop(proc)

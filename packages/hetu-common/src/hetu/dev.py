@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ import typer
 
 from hetu.errors import ConfigError
 from hetu.keys import Keys
-from hetu.redis_server import RedisServer
+from hetu.redis_server import RedisServer, wait_listening
 
 EXIT_CONFIG = 2
 
@@ -45,19 +44,6 @@ def _executable(name: str) -> str:
             "packages (in this repository: uv sync)"
         )
     return found
-
-
-def _wait_port(host: str, port: int, proc: subprocess.Popen[bytes], timeout_s: float):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ConfigError(f"hetu-gateway exited with code {proc.returncode}")
-        try:
-            socket.create_connection((host, port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise ConfigError(f"hetu-gateway did not listen on {host}:{port} in {timeout_s}s")
 
 
 def _wait_registry(
@@ -134,7 +120,7 @@ def dev(
             )
         )
         _wait_registry(redis, instance, procs[0], 60.0)
-        _wait_port(host, port, procs[1], 30.0)
+        wait_listening(port, procs[1], 30.0, host)
         typer.echo(
             f"hetu dev: ready, clients connect to ws://{host}:{port}/hetu/{instance}"
         )

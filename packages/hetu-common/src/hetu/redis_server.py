@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from hetu.errors import ConfigError
 
@@ -22,6 +23,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_listening(
+    port: int,
+    proc: subprocess.Popen[Any] | None = None,
+    timeout_s: float = 20.0,
+    host: str = "127.0.0.1",
+) -> None:
+    """Return once something accepts TCP connections on ``host:port``.
+
+    Raises:
+        ConfigError: ``proc`` exited first, or nothing listened in ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ConfigError(
+                f"process {proc.pid} exited with code {proc.returncode} before "
+                f"listening on {host}:{port}"
+            )
+        try:
+            socket.create_connection((host, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise ConfigError(f"nothing listened on {host}:{port} within {timeout_s}s")
 
 
 class RedisServer:
